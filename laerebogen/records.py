@@ -1,0 +1,112 @@
+"""Typed records that flow between stages, with their provenance.
+
+Every record keeps the chain of steps that made it (stage, round, model, sampling seed,
+shard, attempt), so any example in the final dataset can be traced to the prompt and the
+array task that produced it. Structs are frozen: a stage makes a new record with
+``msgspec.structs.replace`` instead of mutating what it read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant"]
+Origin = Literal["seed", "self-instruct", "evolved"]
+
+
+class Message(msgspec.Struct, frozen=True):
+    """One turn of a conversation."""
+
+    role: Role
+    content: str
+
+
+class Step(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One processing step a record went through; ``note`` says what it did (e.g. corrected)."""
+
+    stage: str
+    round: int = 0
+    model: str = ""
+    sampling_seed: int | None = None
+    shard: int | None = None
+    attempt: int = 0
+    note: str = ""
+
+
+class Provenance(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where a record comes from: its origin, evolution generation, parent and steps."""
+
+    origin: Origin
+    generation: int = 0
+    operation: str | None = None
+    parent_id: str | None = None
+    steps: tuple[Step, ...] = ()
+
+
+class Example(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An instruction example; after the follow-up stage also a whole conversation.
+
+    ``instruction``/``input``/``output`` are the first exchange, which the early stages
+    rewrite. ``messages`` is empty until follow-ups are added and then holds the whole
+    conversation, first exchange included; :meth:`conversation` gives the messages either way.
+    """
+
+    id: str
+    instruction: str
+    provenance: Provenance
+    input: str = ""
+    output: str = ""
+    messages: tuple[Message, ...] = ()
+    scores: dict[str, float] = {}
+
+    def first_user_message(self) -> str:
+        """The user's first message: the instruction, then the input after a blank line."""
+        if self.input:
+            return f"{self.instruction}\n\n{self.input}"
+        return self.instruction
+
+    def conversation(self) -> tuple[Message, ...]:
+        """The conversation as chat messages, built from the first exchange if needed."""
+        if self.messages:
+            return self.messages
+        return (
+            Message("user", self.first_user_message()),
+            Message("assistant", self.output),
+        )
+
+    def with_step(self, step: Step) -> Example:
+        """A copy of this record with one more step in its provenance."""
+        provenance = msgspec.structs.replace(self.provenance, steps=(*self.provenance.steps, step))
+        return msgspec.structs.replace(self, provenance=provenance)
+
+
+class Rejection(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A candidate that did not become a record, kept with a reason code for the funnel.
+
+    ``record`` is the rejected candidate when it could be parsed; ``raw`` holds model
+    output that could not be parsed at all; ``source_id`` names the input it came from.
+    """
+
+    reason: str
+    source_id: str | None = None
+    detail: str = ""
+    record: Example | None = None
+    raw: str = ""
+
+
+def record_id(*parts: object) -> str:
+    """A stable 16-hex-digit id from the parts that identify a record's making.
+
+    Callers pass what makes a record unique (e.g. run seed, stage, round, prompt index,
+    position in the completion), so rerunning a stage reproduces the same ids.
+    """
+    key = "\x1f".join(str(part) for part in parts)
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def child_id(parent_id: str, stage: str, *parts: object) -> str:
+    """The id of a record derived from ``parent_id`` by ``stage``."""
+    return record_id(parent_id, stage, *parts)

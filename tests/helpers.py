@@ -1,0 +1,41 @@
+"""Record factories shared by the tests."""
+
+from __future__ import annotations
+
+from laerebogen.records import Example, Message, Provenance, Rejection, Step, record_id
+
+
+def make_example(index: int, *, stage: str = "generation", followups: bool = False) -> Example:
+    """A realistic record: Danish text, a provenance step and optionally a conversation."""
+    instruction = f"Forklar kort, hvorfor æbler, pærer og blåbær nr. {index} er sunde."
+    output = "Frugt indeholder fibre, vitaminer og antioxidanter. " * (1 + index % 3)
+    example = Example(
+        id=record_id("test", stage, index),
+        instruction=instruction,
+        input="" if index % 3 else f"Kilde {index}: Sundhedsstyrelsen anbefaler 600 g om dagen.",
+        output=output,
+        provenance=Provenance(
+            origin="self-instruct",
+            steps=(Step(stage=stage, round=1, model="tiny", sampling_seed=index, shard=0),),
+        ),
+        scores={"lix": 31.5 + index},
+    )
+    if followups:
+        extra = (
+            Message("user", "Kan du give et eksempel?"),
+            Message("assistant", "Ja, fx et æble."),
+        )
+        example = Example(
+            id=example.id,
+            instruction=example.instruction,
+            input=example.input,
+            output=example.output,
+            provenance=example.provenance,
+            messages=(*example.conversation(), *extra),
+        )
+    return example
+
+
+def make_rejection(index: int, reason: str = "not_danish") -> Rejection:
+    """A rejection with its parsed candidate."""
+    return Rejection(reason=reason, source_id=f"input-{index}", record=make_example(10_000 + index))
