@@ -1,0 +1,131 @@
+"""Strict configuration: packaged configs, errors with key paths, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from laerebogen.config import (
+    Config,
+    dump_config,
+    load_config,
+    packaged_names,
+    parse_config,
+)
+from laerebogen.errors import ConfigError
+
+
+def test_the_three_packaged_configs_load() -> None:
+    assert packaged_names() == ["gemma-27b", "local", "tiny"]
+    full = load_config("gemma-27b")
+    assert full.generation.target == 52_000
+    assert full.evolution.generations == 4 and full.followups.turns == 3
+    assert (
+        full.models.base.path == "gemma-3-27b-pt" and full.models.instruct.path == "gemma-3-27b-it"
+    )
+    assert full.launch.executor == "slurm"
+    local = load_config("local")
+    assert local.launch.executor == "local" and local.models.base.path == "gemma-3-270m"
+    assert local.generation.sampling.min_p == 0.05 and local.generation.sampling.top_p == 1.0
+    tiny = load_config("tiny")
+    assert tiny.generation.constrained and tiny.grammar.constrained
+    assert not any(cfg.models.base.trust_remote_code for cfg in (full, local, tiny))
+
+
+@pytest.mark.parametrize("name", ["gemma-27b", "local", "tiny"])
+def test_dumped_config_parses_back_to_the_same(name: str) -> None:
+    config = load_config(name)
+    assert parse_config(dump_config(config), "dump") == config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "user.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+MINIMAL = '[models.base]\npath = "b"\n[models.instruct]\npath = "i"\n'
+
+
+def test_a_minimal_user_config_gets_defaults(tmp_path: Path) -> None:
+    config = load_config(str(write(tmp_path, MINIMAL)))
+    assert config == Config(models=config.models)
+    assert config.generation.sampling.max_tokens == 3072
+
+
+def test_unknown_key_is_reported_with_its_path_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[generation.sampling]\ntemprature = 0.5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value) == f"{path}: unknown key 'generation.sampling.temprature'"
+
+
+def test_wrong_type_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[generation]\ntarget = "many"\n')
+    with pytest.raises(ConfigError, match=r"'generation.target': Expected int, got str"):
+        load_config(str(path))
+
+
+def test_out_of_range_value_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[grammar.sampling]\ntop_p = 1.5\n")
+    with pytest.raises(ConfigError, match=r"'grammar.sampling.top_p'.*<= 1.0"):
+        load_config(str(path))
+
+
+def test_missing_model_path_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, '[models.base]\npath = "b"\n[models.instruct]\ndtype = "auto"\n')
+    with pytest.raises(ConfigError, match=r"missing required key 'models.instruct.path'"):
+        load_config(str(path))
+
+
+def test_invalid_toml_and_missing_files_are_one_line_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "seed = = 1\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="unknown config 'gemma'"):
+        load_config("gemma")
+
+
+def test_overrides_parse_toml_values_and_fall_back_to_strings() -> None:
+    config = load_config(
+        "tiny",
+        [
+            "generation.target=500",
+            "models.base.path=/models/my model",
+            "generation.sampling.temperature=0.9",
+            'container.binds=["/data", "/models"]',
+            "launch.executor=slurm",
+            "slurm.extra.constraint=a100",
+        ],
+    )
+    assert config.generation.target == 500
+    assert config.models.base.path == "/models/my model"
+    assert config.generation.sampling.temperature == 0.9
+    assert config.container.binds == ["/data", "/models"]
+    assert config.launch.executor == "slurm"
+    assert config.slurm.extra == {"constraint": "a100"}
+
+
+def test_bad_overrides_are_blamed_on_set() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^--set generation.targt=1: unknown key 'generation.targt'$"
+    ):
+        load_config("tiny", ["generation.targt=1"])
+    with pytest.raises(ConfigError, match=r"expected key\.path=value"):
+        load_config("tiny", ["generation.target"])
+    with pytest.raises(ConfigError, match="'seed' is a value, not a table"):
+        load_config("tiny", ["seed.x=1"])
+    with pytest.raises(ConfigError, match=r"'launch.executor': Invalid enum value 'cloud'"):
+        load_config("tiny", ["launch.executor=cloud"])
+
+
+def test_model_paths_resolve_under_model_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODELS", str(tmp_path))
+    config = load_config("tiny", ["model_dir=$MODELS", "models.instruct.path=/abs/it"])
+    assert config.model_path("base") == tmp_path / "tiny"
+    assert config.model_path("instruct") == Path("/abs/it")
