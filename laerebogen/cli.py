@@ -1,0 +1,140 @@
+"""The ``laerebogen`` command line (python-fire): every piece of the pipeline, runnable locally.
+
+Errors a user can fix print one line and exit with status 2; ``--debug`` anywhere on the
+command line shows the traceback instead. ``--set key.path=value`` may be repeated on every
+command that takes a config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import fire
+import msgspec
+
+from laerebogen import __version__
+from laerebogen.config import dump_config, load_config, packaged_names
+from laerebogen.errors import LaerebogenError
+from laerebogen.store import ShardPaths, load_manifest, read_record_file
+
+USER_ERROR_STATUS = 2
+
+
+def _overrides(values: Sequence[str] | str | None) -> list[str]:
+    if values is None:
+        return []
+    return [values] if isinstance(values, str) else [str(value) for value in values]
+
+
+def _write_lines(lines: Iterable[bytes]) -> None:
+    """Write JSON lines to stdout, stopping quietly when the reader (e.g. ``head``) goes away."""
+    out = sys.stdout.buffer
+    try:
+        for line in lines:
+            out.write(line + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        sys.stderr.close()  # nothing more can be reported to a closed pipe
+
+
+class ConfigCommands:
+    """Show the packaged configurations and resolve one with overrides."""
+
+    def list(self) -> None:
+        """Print the names of the packaged configurations."""
+        print("\n".join(packaged_names()))
+
+    def show(self, name_or_path: str = "local", set: Sequence[str] | str | None = None) -> None:
+        """Print a configuration, with --set overrides applied, as TOML."""
+        print(dump_config(load_config(name_or_path, _overrides(set))), end="")
+
+
+class Cli:
+    """Generate Lærebogen, a multi-turn Danish instruction dataset, with offline vLLM on SLURM."""
+
+    def __init__(self) -> None:
+        self.config = ConfigCommands()
+
+    def version(self) -> None:
+        """Print the laerebogen version."""
+        print(__version__)
+
+    def inspect(self, path: str, limit: int | None = None) -> None:
+        """Print the records of a shard or rejects file (or a manifest) as JSON lines."""
+        file = Path(path)
+        if file.name.endswith(".manifest.json"):
+            manifest = load_manifest(ShardPaths.of_file(file))
+            if manifest is None:
+                raise LaerebogenError(f"{file}: no such manifest")
+            _write_lines([msgspec.json.format(msgspec.json.encode(manifest))])
+            return
+        if limit is not None and limit < 0:
+            raise LaerebogenError(f"--limit must be >= 0, got {limit}")
+        records = read_record_file(file)
+        _write_lines(
+            msgspec.json.encode(record)
+            for count, record in enumerate(records)
+            if limit is None or count < limit
+        )
+
+    def dataset(
+        self,
+        config: str = "local",
+        run: str | None = None,
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Run the whole recipe into a run directory, continuing where it stopped."""
+        from laerebogen.driver import run_dataset
+
+        resolved = load_config(config, _overrides(set))
+        run_dir = Path(run) if run else Path("runs") / (resolved.name or "run")
+        run_dataset(resolved, run_dir)
+
+
+def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    debug = "--debug" in argv
+    return [arg for arg in argv if arg != "--debug"], debug
+
+
+def _gather_overrides(argv: list[str]) -> list[str]:
+    """Fold every ``--set VALUE`` into one ``--set=[...]`` so fire passes all of them."""
+    rest: list[str] = []
+    overrides: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--set":
+            value = next(args, None)
+            if value is None:
+                raise LaerebogenError("--set needs a value: --set key.path=value")
+            overrides.append(value)
+        elif arg.startswith("--set="):
+            overrides.append(arg.removeprefix("--set="))
+        else:
+            rest.append(arg)
+    if overrides:
+        rest.append(f"--set={overrides!r}")
+    return rest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script and of ``python -m laerebogen``."""
+    args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
+    try:
+        command = _gather_overrides(args)
+        wants_help = not command or "--help" in command or "-h" in command
+        # fire writes help to stderr; users expect `laerebogen --help | less` to work
+        with contextlib.redirect_stderr(sys.stdout) if wants_help else contextlib.nullcontext():
+            fire.Fire(Cli(), command=command, name="laerebogen")
+    except LaerebogenError as error:
+        if debug:
+            raise
+        print(f"laerebogen: error: {error}", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("laerebogen: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,98 @@
+"""The command line, run as users run it: as a subprocess of the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from laerebogen.store import RunStore
+from tests.test_store import write_shard
+
+CONSOLE_SCRIPT = shutil.which("laerebogen", path=str(Path(sys.executable).parent))
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert CONSOLE_SCRIPT, "the laerebogen console script is not installed next to python"
+    return subprocess.run(
+        [CONSOLE_SCRIPT, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
+    )
+
+
+def test_help_lists_commands_with_one_line_docs() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("config", "dataset", "inspect", "version"):
+        assert f"     {command}\n" in result.stdout
+    assert "Print the records of a shard or rejects file" in result.stdout
+
+
+def test_python_dash_m_is_the_same_cli() -> None:
+    module = subprocess.run(
+        [sys.executable, "-m", "laerebogen", "version"], capture_output=True, text=True, check=True
+    )
+    assert module.stdout == cli("version").stdout != ""
+
+
+def test_config_show_prints_resolved_toml_with_overrides() -> None:
+    result = cli("config", "show", "tiny", "--set", "generation.target=77", "--set=seed=3")
+    assert result.returncode == 0, result.stderr
+    shown = tomllib.loads(result.stdout)
+    assert shown["generation"]["target"] == 77 and shown["seed"] == 3
+
+
+def test_user_errors_are_one_line_without_traceback_unless_debug(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[models.base]\npath = "b"\n[models.instruct]\npath = "i"\n[slurm]\nqueue = "x"\n'
+    )
+    result = cli("config", "show", str(bad))
+    assert result.returncode == 2
+    assert result.stderr == f"laerebogen: error: {bad}: unknown key 'slurm.queue'\n"
+    debug = cli("config", "show", str(bad), "--debug")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+def test_inspect_prints_json_lines_with_limit(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    write_shard(store, "generation", 0, 12)
+    paths = store.output_paths("generation", 0)
+    records = cli("inspect", str(paths.data), "--limit", "3")
+    assert records.returncode == 0, records.stderr
+    lines = [json.loads(line) for line in records.stdout.splitlines()]
+    assert len(lines) == 3 and lines[0]["instruction"].startswith("Forklar kort")
+    assert lines[0]["provenance"]["steps"][0]["stage"] == "generation"
+    rejects = cli("inspect", str(paths.rejects))
+    assert [json.loads(line)["reason"] for line in rejects.stdout.splitlines()] == [
+        "not_danish"
+    ] * 3
+    manifest = cli("inspect", str(paths.manifest))
+    assert json.loads(manifest.stdout)["outputs"] == 12
+
+
+def test_inspect_of_a_truncated_shard_is_a_one_line_error(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    write_shard(store, "generation", 0, 12)
+    paths = store.output_paths("generation", 0)
+    paths.data.write_bytes(paths.data.read_bytes()[:-4])
+    result = cli("inspect", str(paths.data))
+    assert result.returncode == 2
+    assert (
+        result.stderr.count("\n") == 1
+        and "delete" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+
+
+def test_dataset_saves_the_config_and_refuses_another_one_for_the_same_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = cli("dataset", "--config", "tiny", "--run", str(run))
+    assert first.returncode == 0, first.stderr
+    assert tomllib.loads((run / "config.toml").read_text())["name"] == "tiny"
+    again = cli("dataset", "--config", "tiny", "--run", str(run))
+    assert again.returncode == 0, again.stderr
+    other = cli("dataset", "--config", "tiny", "--run", str(run), "--set", "seed=99")
+    assert other.returncode == 2 and "another configuration" in other.stderr
