@@ -287,6 +287,8 @@ class ShardWriter:
                 f"{paths.data}: being written by another process (lock on {paths.journal})"
             ) from None
         if paths.manifest.exists():
+            if paths.journal.stat().st_size == 0:
+                paths.journal.unlink()  # the empty journal this call just created
             self._journal.close()
             raise StoreError(f"{paths.data}: shard is already complete ({paths.manifest})")
         self._entries = self._recover()

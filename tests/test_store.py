@@ -6,12 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
@@ -57,6 +60,7 @@ def test_a_done_shard_cannot_be_opened_again(tmp_path: Path) -> None:
     write_shard(store, "generation", 0, 3)
     with pytest.raises(StoreError, match="already complete"):
         store.open_shard("generation", 0)
+    assert not store.output_paths("generation", 0).journal.exists()
 
 
 def test_a_second_writer_on_the_same_shard_is_refused(tmp_path: Path) -> None:
@@ -273,3 +277,29 @@ def test_stage_reads_stream_in_memory_independent_of_shard_count(tmp_path: Path)
     many_count, many_peak = _peak_bytes_reading(store, "many")
     assert (few_count, many_count) == (2000, 20_000)
     assert many_peak < 1.5 * few_peak
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=6),
+    data_cut=st.floats(min_value=0.0, max_value=1.0),
+    journal_cut=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_any_crash_state_recovers_to_a_prefix_of_committed_chunks(
+    sizes: list[int], data_cut: float, journal_cut: float
+) -> None:
+    chunks = [[make_example(100 * c + i) for i in range(size)] for c, size in enumerate(sizes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(tmp)
+        with store.open_shard("generation", 0) as writer:
+            for number, chunk in enumerate(chunks):
+                writer.write_chunk(chunk, consumed=[f"in-{number}"])
+        paths = store.output_paths("generation", 0)
+        for path, cut in ((paths.data, data_cut), (paths.journal, journal_cut)):
+            with open(path, "r+b") as handle:
+                handle.truncate(int(path.stat().st_size * cut))
+        with store.open_shard("generation", 0) as writer:
+            kept = writer.chunks
+            assert all(writer.is_consumed(f"in-{n}") == (n < kept) for n in range(len(chunks)))
+            writer.finish()
+        assert list(store.read_records("generation", 0)) == [r for c in chunks[:kept] for r in c]
