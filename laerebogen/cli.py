@@ -52,11 +52,40 @@ class ConfigCommands:
         print(dump_config(load_config(name_or_path, _overrides(set))), end="")
 
 
+class SeedsCommands:
+    """Check seed task files."""
+
+    def check(self, path: str | None = None, threshold: float = 0.7) -> None:
+        """Validate a seed file (default: the packaged seeds) and print counts and lengths."""
+        from laerebogen.seeds import check_seeds, load_seeds, packaged_seed_path
+
+        seed_file = Path(path) if path else packaged_seed_path()
+        report = check_seeds(load_seeds(seed_file), threshold)
+        print(
+            f"{seed_file}: {report.tasks} tasks, {report.instances} instances, "
+            f"{report.input_share:.1%} with input"
+        )
+        print("by category:")
+        for category, count in report.by_category.items():
+            print(f"  {category:<20} {count:>4}")
+        print("words (min / median / max):")
+        for field, stats in report.words.items():
+            print(f"  {field:<12} {stats['min']:g} / {stats['median']:g} / {stats['max']:g}")
+        if not report.near_duplicates:
+            print(f"near-duplicate instructions (ROUGE-L > {threshold}): none")
+            return
+        print(f"near-duplicate instructions (ROUGE-L > {threshold}):")
+        for first, second, score in report.near_duplicates:
+            print(f"  {first} ~ {second}: {score:.3f}")
+        raise LaerebogenError(f"{len(report.near_duplicates)} near-duplicate instruction pairs")
+
+
 class Cli:
     """Generate Lærebogen, a multi-turn Danish instruction dataset, with offline vLLM on SLURM."""
 
     def __init__(self) -> None:
         self.config = ConfigCommands()
+        self.seeds = SeedsCommands()
 
     def version(self) -> None:
         """Print the laerebogen version."""

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from laerebogen.errors import ConfigError
+from laerebogen.seeds import packaged_seed_path
 
 PACKAGED_DIR = Path(__file__).parent / "configs"
 
@@ -186,6 +187,7 @@ class Config(_Section):
     name: str = ""
     seed: NonNegative = 0
     model_dir: str = "~/.cache/laerebogen/models"
+    seed_file: str = ""
     engine: Engine = Engine()
     generation: Generation = Generation()
     grammar: Grammar = Grammar()
@@ -196,6 +198,12 @@ class Config(_Section):
     launch: Launch = Launch()
     slurm: Slurm = Slurm()
     container: Container = Container()
+
+    def seed_path(self) -> Path:
+        """The seed task file: ``seed_file`` if set, else the seeds shipped with the package."""
+        if not self.seed_file:
+            return packaged_seed_path()
+        return Path(os.path.expandvars(self.seed_file)).expanduser()
 
     def model_path(self, role: Literal["base", "instruct"]) -> Path:
         """The model directory of ``role``; relative paths are taken under ``model_dir``."""

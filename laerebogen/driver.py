@@ -7,9 +7,10 @@ from pathlib import Path
 from laerebogen import __version__
 from laerebogen.config import Config, dump_config
 from laerebogen.errors import StoreError
+from laerebogen.seeds import SEED_STAGE, load_seeds, seed_examples
 from laerebogen.store import RunStore
 
-PLANNED_STAGES = (
+NOT_YET_IMPLEMENTED = (
     "base generation",
     "grammar correction",
     "quality improvement",
@@ -34,9 +35,21 @@ def start_run(config: Config, run_dir: Path) -> RunStore:
     return store
 
 
+def import_seeds(store: RunStore, seed_file: Path) -> str:
+    """Write the seed tasks as the run's first stage (once); returns what happened."""
+    if store.is_done(SEED_STAGE, 0):
+        return f"seeds: done already ({store.manifest(SEED_STAGE, 0).outputs} records)"
+    tasks = load_seeds(seed_file)
+    with store.open_shard(SEED_STAGE, 0) as writer:
+        writer.write_chunk(list(seed_examples(tasks)), consumed=[task.id for task in tasks])
+        manifest = writer.finish()
+    return f"seeds: imported {manifest.outputs} records from {manifest.inputs} tasks ({seed_file})"
+
+
 def run_dataset(config: Config, run_dir: Path) -> None:
     """Run every stage that exists in this version and say plainly what does not yet."""
-    start_run(config, run_dir)
+    store = start_run(config, run_dir)
     print(f"laerebogen {__version__}: run directory {run_dir} (config {config.name or 'custom'})")
-    print("Not implemented yet in this version: " + ", ".join(PLANNED_STAGES) + ".")
+    print(import_seeds(store, config.seed_path()))
+    print("Not implemented yet in this version: " + ", ".join(NOT_YET_IMPLEMENTED) + ".")
     print("No dataset was produced.")

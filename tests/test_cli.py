@@ -92,7 +92,11 @@ def test_dataset_saves_the_config_and_refuses_another_one_for_the_same_run(tmp_p
     first = cli("dataset", "--config", "tiny", "--run", str(run))
     assert first.returncode == 0, first.stderr
     assert tomllib.loads((run / "config.toml").read_text())["name"] == "tiny"
+    assert "seeds: imported 176 records from 176 tasks" in first.stdout
+    assert "No dataset was produced." in first.stdout
+    assert RunStore(run).manifest("seeds", 0).outputs == 176
     again = cli("dataset", "--config", "tiny", "--run", str(run))
     assert again.returncode == 0, again.stderr
+    assert "seeds: done already (176 records)" in again.stdout
     other = cli("dataset", "--config", "tiny", "--run", str(run), "--set", "seed=99")
     assert other.returncode == 2 and "another configuration" in other.stderr

@@ -1,0 +1,162 @@
+"""Seed tasks: loading, validation and conversion into records.
+
+The file format is the Self-Instruct/Alpaca seed schema, one JSON object per line:
+``{"id", "name", "instruction", "instances": [{"input", "output"}], "is_classification",
+"metadata": {"category", "has_input"}}``. Plain upstream seed files (no metadata,
+``is_classification`` missing or null, several instances) load too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import msgspec
+
+from laerebogen.dedup import near_duplicate_pairs
+from laerebogen.errors import LaerebogenError
+from laerebogen.records import Example, Provenance, Step, record_id
+
+SEED_STAGE = "seeds"
+
+
+class SeedError(LaerebogenError):
+    """A seed file is malformed; the message names file and line."""
+
+
+class Instance(msgspec.Struct, frozen=True):
+    """One input/output pair of a seed task; ``input`` is empty when the task has none."""
+
+    output: str
+    input: str = ""
+
+
+class SeedMetadata(msgspec.Struct, frozen=True):
+    """What kind of task a seed is, for checking the breadth of a seed set."""
+
+    category: str
+    has_input: bool
+
+
+class SeedTask(msgspec.Struct, frozen=True):
+    """A hand-written task used as a few-shot example in base-generation prompts."""
+
+    id: str
+    instruction: str
+    instances: list[Instance]
+    name: str = ""
+    is_classification: bool | None = None
+    metadata: SeedMetadata | None = None
+
+
+def packaged_seed_path() -> Path:
+    """The seed file that ships with the package."""
+    return Path(str(resources.files("laerebogen") / "data" / "seed_tasks.jsonl"))
+
+
+def _check_task(task: SeedTask) -> str | None:
+    """The reason a decoded task is unusable, or None."""
+    if not task.id.strip():
+        return "empty id"
+    if not task.instruction.strip():
+        return "empty instruction"
+    if not task.instances:
+        return "no instances"
+    for number, instance in enumerate(task.instances, start=1):
+        if not instance.output.strip():
+            return f"instance {number} has an empty output"
+    if task.metadata is not None:
+        has_input = any(instance.input.strip() for instance in task.instances)
+        if has_input != task.metadata.has_input:
+            return f"metadata.has_input is {task.metadata.has_input} but the input says {has_input}"
+    return None
+
+
+def load_seeds(path: str | Path) -> list[SeedTask]:
+    """Read and validate a seed file; any problem is a SeedError naming ``file:line``."""
+    path = Path(path)
+    decoder = msgspec.json.Decoder(SeedTask)
+    tasks: list[SeedTask] = []
+    first_line_of: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SeedError(f"{path}: no such seed file") from None
+    except UnicodeDecodeError as error:
+        raise SeedError(f"{path}: not UTF-8 text ({error.reason})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            task = decoder.decode(line)
+        except msgspec.DecodeError as error:
+            raise SeedError(f"{path}:{number}: {_describe(error)}") from None
+        problem = _check_task(task)
+        if problem:
+            raise SeedError(f"{path}:{number}: {problem}")
+        if task.id in first_line_of:
+            first = first_line_of[task.id]
+            raise SeedError(f"{path}:{number}: duplicate id {task.id!r} (first on line {first})")
+        first_line_of[task.id] = number
+        tasks.append(task)
+    if not tasks:
+        raise SeedError(f"{path}: no seed tasks")
+    return tasks
+
+
+def _describe(error: msgspec.DecodeError) -> str:
+    message = str(error).replace("`", "")
+    return message.replace(" - at $.", " at ").replace(" - at $", "")
+
+
+def seed_examples(tasks: list[SeedTask]) -> Iterator[Example]:
+    """One record per instance, with a stable id and ``seed`` provenance."""
+    for task in tasks:
+        for number, instance in enumerate(task.instances):
+            yield Example(
+                id=record_id(SEED_STAGE, task.id, number),
+                instruction=task.instruction.strip(),
+                input=instance.input.strip(),
+                output=instance.output.strip(),
+                provenance=Provenance(origin="seed", steps=(Step(stage=SEED_STAGE),)),
+            )
+
+
+class SeedReport(msgspec.Struct, frozen=True):
+    """What ``laerebogen seeds check`` prints about a seed file."""
+
+    tasks: int
+    instances: int
+    by_category: dict[str, int]
+    input_share: float
+    words: dict[str, dict[str, float]]
+    near_duplicates: list[tuple[str, str, float]]
+
+
+def _word_stats(counts: list[int]) -> dict[str, float]:
+    if not counts:
+        return {"min": 0, "median": 0, "max": 0}
+    return {"min": min(counts), "median": statistics.median(counts), "max": max(counts)}
+
+
+def check_seeds(tasks: list[SeedTask], threshold: float = 0.7) -> SeedReport:
+    """Counts, length statistics and near-duplicate instruction pairs of a seed set."""
+    instances = [instance for task in tasks for instance in task.instances]
+    categories = Counter(task.metadata.category if task.metadata else "(none)" for task in tasks)
+    with_input = sum(1 for instance in instances if instance.input.strip())
+    pairs = near_duplicate_pairs([task.instruction for task in tasks], threshold)
+    return SeedReport(
+        tasks=len(tasks),
+        instances=len(instances),
+        by_category=dict(sorted(categories.items())),
+        input_share=round(with_input / len(instances), 3),
+        words={
+            "instruction": _word_stats([len(task.instruction.split()) for task in tasks]),
+            "input": _word_stats([len(i.input.split()) for i in instances if i.input.strip()]),
+            "output": _word_stats([len(instance.output.split()) for instance in instances]),
+        },
+        near_duplicates=[(tasks[i].id, tasks[j].id, round(score, 3)) for i, j, score in pairs],
+    )
