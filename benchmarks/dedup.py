@@ -5,7 +5,8 @@ vocabulary of Danish words and Danish-looking compounds, with about 10% planted
 near-duplicates of earlier texts (words reordered, shortened, one word changed, a shared
 prefix with a new ending). Brute force is what the reference recipe does: every text
 against every kept text with ``rouge_score``'s scorer (here with the project tokenizer).
-Both must make identical decisions on the same 2,000 texts.
+Both must make identical decisions on the same 2,000 texts; brute force scores every pair on
+all cores, so its time is the wall time a user of the reference recipe would wait.
 
 Targets on the 2-core development machine: identical decisions; 260,000 texts in <= 60 s.
 """
@@ -13,6 +14,8 @@ Targets on the 2-core development machine: identical decisions; 260,000 texts in
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import random
 import time
 
@@ -80,13 +83,34 @@ class _ProjectTokenizer:
     tokenize = staticmethod(tokenize)
 
 
-def brute_force(texts: list[str], threshold: float) -> list[int]:
-    """The reference: every text against every kept text with ``rouge_score``."""
+def _similar_to_earlier(args: tuple[list[str], float, int, int]) -> list[list[int]]:
+    """For texts ``start, start+step, ...``: the earlier texts above the threshold."""
+    texts, threshold, start, step = args
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_ProjectTokenizer())
+    return [
+        [j for j in range(i) if scorer.score(texts[j], texts[i])["rougeL"].fmeasure > threshold]
+        for i in range(start, len(texts), step)
+    ]
+
+
+def brute_force(texts: list[str], threshold: float) -> list[int]:
+    """The reference: every pair scored by ``rouge_score`` on all cores, then the greedy pass."""
+    workers = len(os.sched_getaffinity(0))
+    with multiprocessing.Pool(workers) as pool:
+        parts = pool.map(
+            _similar_to_earlier, [(texts, threshold, w, workers) for w in range(workers)]
+        )
+    similar = {
+        i: part[k]
+        for w, part in enumerate(parts)
+        for k, i in enumerate(range(w, len(texts), workers))
+    }
     kept: list[int] = []
-    for i, text in enumerate(texts):
-        if all(scorer.score(texts[j], text)["rougeL"].fmeasure <= threshold for j in kept):
+    kept_set: set[int] = set()
+    for i in range(len(texts)):
+        if not kept_set.intersection(similar[i]):
             kept.append(i)
+            kept_set.add(i)
     return kept
 
 

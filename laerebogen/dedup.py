@@ -24,12 +24,16 @@ by a tiny epsilon, so rounding can only let more pairs through to the exact chec
 
 from __future__ import annotations
 
-import math
+import os
 import re
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
+import numpy as np
 from rapidfuzz.distance import LCSseq
+
+from laerebogen.dedup_kernel import EPSILON, join_slice
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -39,13 +43,7 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-_EPSILON = 1e-9
-_FIRST_PRIVATE_USE = 0xE000  # token ids become characters; skip the surrogate range
-
-
-def _token_char(token_id: int) -> str:
-    code = token_id if token_id < 0xD800 else token_id + (_FIRST_PRIVATE_USE - 0xD800)
-    return chr(code)
+_THREADS = max(1, len(os.sched_getaffinity(0)))  # the CPUs this job may use, not the node's
 
 
 def rouge_l_fmeasure(common: int, first_length: int, second_length: int) -> float:
@@ -66,103 +64,101 @@ def rouge_l(first: str, second: str) -> float:
     return rouge_l_fmeasure(common, len(first_tokens), len(second_tokens))
 
 
-class _Vocabulary:
-    """Maps tokens to single characters and counts in how many texts each token occurs."""
+class _JoinInput(NamedTuple):
+    """Flat arrays for :func:`laerebogen.dedup_kernel.join_slice`, texts in visiting order."""
 
-    def __init__(self) -> None:
-        self._chars: dict[str, str] = {}
-        self.document_frequency: dict[str, int] = {}
-
-    def encode(self, text: str) -> str:
-        chars = self._chars
-        encoded = []
-        for token in tokenize(text):
-            char = chars.get(token)
-            if char is None:
-                char = chars[token] = _token_char(len(chars))
-            encoded.append(char)
-        frequency = self.document_frequency
-        for char in set(encoded):
-            frequency[char] = frequency.get(char, 0) + 1
-        return "".join(encoded)
-
-    def rarity_rank(self) -> dict[str, int]:
-        """Rank 0 for the rarest token; ties broken by first appearance."""
-        order = sorted(
-            self.document_frequency, key=lambda char: (self.document_frequency[char], char)
-        )
-        return {char: rank for rank, char in enumerate(order)}
+    visiting_order: np.ndarray  # visiting number -> index of the text
+    offsets: np.ndarray
+    elements: np.ndarray
+    tokens: np.ndarray
+    posting_offsets: np.ndarray
+    posting_texts: np.ndarray
+    posting_positions: np.ndarray
 
 
-class _SimilarityJoin:
-    """Finds every pair above the threshold, visiting texts from shortest to longest.
+def _token_ids(texts: Iterable[str]) -> tuple[list[int], list[int]]:
+    """Token ids of every text, concatenated, and each text's length."""
+    vocabulary: dict[str, int] = {}
+    ids: list[int] = []
+    lengths: list[int] = []
+    for text in texts:
+        tokens = tokenize(text)
+        lengths.append(len(tokens))
+        ids.extend(vocabulary.setdefault(token, len(vocabulary)) for token in tokens)
+    return ids, lengths
 
-    Visiting by length means every indexed text is at most as long as the one probing, so
-    the indexed prefixes only need to cover partners at least as long (overlap above
-    ``t·m``), which keeps the posting lists short; and each posting list is sorted by
-    length, so too-short partners are skipped by bisection.
+
+def _prepare(texts: Iterable[str], threshold: float) -> _JoinInput | None:
+    """Number tokens, order each text's token occurrences by rarity and index the prefixes.
+
+    None when the texts hold no token at all (then nothing is similar to anything).
     """
+    flat_ids, length_list = _token_ids(texts)
+    if not flat_ids:
+        return None
+    lengths = np.asarray(length_list, np.int64)
+    token = np.asarray(flat_ids, np.int64)
+    owner = np.repeat(np.arange(lengths.size), lengths)
+    # Visit texts from shortest to longest (stable), and lay the arrays out in that order.
+    order = np.argsort(lengths, kind="stable")
+    rank_of_text = np.empty_like(order)
+    rank_of_text[order] = np.arange(order.size)
+    starts = np.concatenate(([0], np.cumsum(lengths)))
+    lengths = lengths[order]
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    layout = np.repeat(starts[order] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    token, owner = token[layout], rank_of_text[owner[layout]]
+    vocabulary = int(token.max()) + 1
+    # k-th occurrence of a token within its text: elements are (token, k) pairs.
+    key = owner * vocabulary + token
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    run_start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    run_lengths = np.diff(np.r_[run_start, sorted_key.size])
+    occurrence = np.empty_like(token)
+    occurrence[by_key] = np.arange(sorted_key.size) - np.repeat(run_start, run_lengths)
+    # Rarity: tokens in fewer texts first (ties by id); elements ordered by (rarity, k).
+    document_frequency = np.bincount(token[by_key][run_start], minlength=vocabulary)
+    rarity = np.empty(vocabulary, np.int64)
+    rarity[np.lexsort((np.arange(vocabulary), document_frequency))] = np.arange(vocabulary)
+    element_key = rarity[token] * (int(occurrence.max()) + 1) + occurrence
+    _, element = np.unique(element_key, return_inverse=True)
+    within = np.lexsort((element, owner))
+    elements = element[within].astype(np.int32)
+    position = np.arange(elements.size) - offsets[owner[within]]
+    # Index prefix: later partners are at least as long, so overlap must exceed t·length.
+    least = np.maximum(1, np.ceil(threshold * lengths - EPSILON)).astype(np.int64)
+    indexed = position < np.repeat(lengths - least + 1, lengths)
+    entry_element = elements[indexed]
+    entry_text = owner[within][indexed]
+    by_element = np.lexsort((entry_text, entry_element))
+    posting_offsets = np.searchsorted(entry_element[by_element], np.arange(int(element.max()) + 2))
+    return _JoinInput(
+        visiting_order=order,
+        offsets=offsets.astype(np.int64),
+        elements=elements,
+        tokens=token.astype(np.int32),
+        posting_offsets=posting_offsets.astype(np.int64),
+        posting_texts=entry_text[by_element].astype(np.int32),
+        posting_positions=position[indexed][by_element].astype(np.int32),
+    )
 
-    def __init__(self, threshold: float, rank: dict[str, int]) -> None:
-        self.threshold = threshold
-        self.rank = rank
 
-    def _ordered_elements(self, text: str) -> list[tuple[str, int]]:
-        """Token occurrences ``(token, k-th occurrence)`` from rarest to most common."""
-        seen: dict[str, int] = {}
-        elements = []
-        for char in text:
-            occurrence = seen.get(char, 0)
-            seen[char] = occurrence + 1
-            elements.append((char, occurrence))
-        rank = self.rank
-        elements.sort(key=lambda element: (rank[element[0]], element[1]))
-        return elements
+def similar_pairs(texts: Sequence[str], threshold: float) -> np.ndarray:
+    """Every pair ``(i, j)``, ``i != j``, of ``texts`` with ROUGE-L above ``threshold``.
 
-    def pairs(self, texts: Sequence[str]) -> Iterator[tuple[int, int]]:
-        """Yield ``(i, j)`` for every pair of ``texts`` with ROUGE-L above the threshold."""
-        t = self.threshold
-        postings: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
-        for number in sorted(range(len(texts)), key=lambda k: len(texts[k])):
-            text = texts[number]
-            length = len(text)
-            if length == 0:
-                continue
-            elements = self._ordered_elements(text)
-            # Partners are at most as long: overlap must exceed t·length/(2-t).
-            probe = length - max(1, math.ceil(t * length / (2 - t) - _EPSILON)) + 1
-            shortest = max(1, math.ceil(length * t / (2 - t) - _EPSILON))
-            matches: dict[int, int] = {}
-            for position, element in enumerate(elements[:probe]):
-                # A partner first met here has at most `length - position` common tokens.
-                longest = length
-                if t > 0:
-                    longest = min(
-                        longest, math.floor(2 * (length - position) / t - length + _EPSILON)
-                    )
-                if longest < shortest:
-                    break
-                entries = postings.get(element)
-                if not entries:
-                    continue
-                left_here = length - position - 1
-                start = bisect_left(entries, (shortest,))
-                for k in range(start, bisect_left(entries, (longest + 1,), start)):
-                    other_length, other_position, other = entries[k]
-                    if other in matches:
-                        continue
-                    needed = math.ceil(t * (length + other_length) / 2 - _EPSILON)
-                    if 1 + min(left_here, other_length - other_position - 1) >= needed:
-                        matches[other] = 1
-            for other in matches:
-                other_text = texts[other]
-                common = LCSseq.similarity(text, other_text)
-                if rouge_l_fmeasure(common, length, len(other_text)) > t:
-                    yield other, number
-            # Later partners are at least as long: overlap must exceed t·length.
-            indexed = length - max(1, math.ceil(t * length - _EPSILON)) + 1
-            for position, element in enumerate(elements[:indexed]):
-                postings.setdefault(element, []).append((length, position, number))
+    The pairs are found in parallel threads (the kernel releases the GIL).
+    """
+    data = _prepare(texts, threshold)
+    if data is None:
+        return np.empty((0, 2), np.int64)
+    arrays = data[1:]
+    with ThreadPoolExecutor(_THREADS) as pool:
+        parts = list(
+            pool.map(lambda first: join_slice(first, _THREADS, threshold, *arrays), range(_THREADS))
+        )
+    pairs = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+    return data.visiting_order[pairs] if pairs.size else pairs
 
 
 def rouge_l_dedup(
@@ -176,30 +172,22 @@ def rouge_l_dedup(
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
-    vocabulary = _Vocabulary()
-    pool = [vocabulary.encode(text) for text in existing]
-    encoded = [vocabulary.encode(text) for text in texts]
+    pool = list(existing)
     if threshold >= 1.0:
-        return list(range(len(encoded)))
+        return list(range(len(texts)))
     offset = len(pool)
-    join = _SimilarityJoin(threshold, vocabulary.rarity_rank())
+    pairs = similar_pairs([*pool, *texts], threshold)
+    pairs.sort(axis=1)
+    pairs = pairs[pairs[:, 1] >= offset] - offset  # pairs of two pool texts do not matter
+    rejected_by_pool = set(pairs[pairs[:, 0] < 0, 1].tolist())
     similar: dict[int, list[int]] = {}
-    rejected_by_pool: set[int] = set()
-    for first, second in join.pairs(pool + encoded):
-        low, high = sorted((first, second))
-        if high < offset:
-            continue  # two pool texts
-        if low < offset:
-            rejected_by_pool.add(high - offset)
-        else:
-            similar.setdefault(high - offset, []).append(low - offset)
-    kept_flags = [False] * len(encoded)
-    for position in range(len(encoded)):
-        if position in rejected_by_pool:
-            continue
-        if not any(kept_flags[earlier] for earlier in similar.get(position, ())):
-            kept_flags[position] = True
-    return [position for position, keep in enumerate(kept_flags) if keep]
+    for earlier, later in pairs[pairs[:, 0] >= 0].tolist():
+        similar.setdefault(later, []).append(earlier)
+    kept = [False] * len(texts)
+    for position in range(len(texts)):
+        if position not in rejected_by_pool:
+            kept[position] = not any(kept[earlier] for earlier in similar.get(position, ()))
+    return [position for position, keep in enumerate(kept) if keep]
 
 
 def near_duplicate_pairs(texts: list[str], threshold: float = 0.7) -> list[tuple[int, int, float]]:
