@@ -109,6 +109,31 @@ class Cli:
             if limit is None or count < limit
         )
 
+    def dedup(
+        self,
+        source: str,
+        target: str,
+        field: str = "instruction",
+        threshold: float = 0.7,
+        existing: str | None = None,
+    ) -> None:
+        """Drop records whose field has ROUGE-L above --threshold with an earlier kept one."""
+        from laerebogen.dedup import rouge_l_dedup
+        from laerebogen.items import FIELDS, read_items, write_lines
+
+        if field not in FIELDS:
+            raise LaerebogenError(f"--field must be one of {', '.join(FIELDS)}, got {field!r}")
+        items = list(read_items(source))
+        pool = [item.field(field) for item in read_items(existing)] if existing else []
+        kept = rouge_l_dedup([item.field(field) for item in items], threshold, pool)
+        write_lines(target, (items[index].line for index in kept))
+        against = f" and the {len(pool)} records of {existing}" if existing else ""
+        print(
+            f"{source}: read {len(items)}, kept {len(kept)}, removed {len(items) - len(kept)} "
+            f"(ROUGE-L of {field} above {threshold} with an earlier kept record{against}) "
+            f"-> {target}"
+        )
+
     def dataset(
         self,
         config: str = "local",

@@ -142,3 +142,42 @@ def test_near_duplicate_pairs_reports_scores() -> None:
     pairs = near_duplicate_pairs(["Nævn tre danske øer", "Nævn tre danske øer nu", "Bag et brød"])
     assert [(i, j) for i, j, _ in pairs] == [(0, 1)]
     assert pairs[0][2] == pytest.approx(2 * 4 / 9)
+
+
+def test_dedup_command_keeps_original_lines_of_jsonl_seed_files_and_shards(tmp_path) -> None:
+    from laerebogen.store import RunStore
+    from tests.helpers import make_example
+    from tests.test_cli import cli
+
+    lines = [
+        '{"instruction": "Nævn tre danske øer.", "output": "Fyn"}',
+        '{"instruction": "Nævn tre store danske øer.", "output": "Sjælland", "extra": 1}',
+        '{"instruction": "Forklar fotosyntese kort.", "output": "Planter laver sukker."}',
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+    result = cli("dedup", str(source), str(target))
+    assert result.returncode == 0, result.stderr
+    assert "read 3, kept 2, removed 1" in result.stdout
+    assert target.read_text(encoding="utf-8").splitlines() == [lines[0], lines[2]]
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"instruction": "Forklar fotosyntese helt kort!", "output": "x"}\n')
+    against = cli("dedup", str(source), str(target), "--existing", str(pool))
+    assert against.returncode == 0, against.stderr
+    assert target.read_text(encoding="utf-8").splitlines() == [lines[0]]
+
+    store = RunStore(tmp_path / "run")
+    with store.open_shard("generation", 0) as writer:
+        writer.write_chunk([make_example(0), make_example(0), make_example(1)], consumed=["a"])
+        writer.finish()
+    shard = cli(
+        "dedup", str(store.output_paths("generation", 0).data), str(target), "--threshold", "0.95"
+    )
+    assert shard.returncode == 0, shard.stderr
+    assert "read 3, kept 2" in shard.stdout
+
+    source.write_text(lines[0] + "\n{broken\n", encoding="utf-8")
+    broken = cli("dedup", str(source), str(target))
+    assert broken.returncode == 2 and f"{source}:2: not JSON" in broken.stderr
