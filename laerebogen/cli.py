@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -133,6 +134,49 @@ class Cli:
             f"(ROUGE-L of {field} above {threshold} with an earlier kept record{against}) "
             f"-> {target}"
         )
+
+    def filter(
+        self,
+        source: str,
+        target: str,
+        rejects: str | None = None,
+        config: str | None = None,
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Keep the examples that pass the heuristics and are Danish; print the funnel."""
+        from laerebogen.items import read_items, write_lines
+        from laerebogen.screen import Screener
+
+        items = list(read_items(source))
+        banned = load_config(config, _overrides(set)).filters.banned_words if config else ()
+        examples = [example for item in items for example in item.examples]
+        screenings = iter(Screener(banned).screen(examples))
+        kept: list[bytes] = []
+        rejected: list[bytes] = []
+        funnel: Counter[str] = Counter()
+        for item in items:
+            outcomes = [next(screenings) for _ in item.examples]
+            failure = next((o.rejection for o in outcomes if o.rejection is not None), None)
+            if failure is None:
+                kept.append(item.line)
+                continue
+            funnel[failure.reason] += 1
+            rejected.append(
+                b'{"location":%s,"reason":%s,"detail":%s,"record":%s}'
+                % (
+                    msgspec.json.encode(item.location),
+                    msgspec.json.encode(failure.reason),
+                    msgspec.json.encode(failure.detail),
+                    item.line,
+                )
+            )
+        write_lines(target, kept)
+        if rejects:
+            write_lines(rejects, rejected)
+        print(f"{source}: read {len(items)}, kept {len(kept)}, rejected {len(rejected)}")
+        for reason, count in funnel.most_common():
+            print(f"  {reason:<24} {count:>7}")
+        print(f"-> {target}" + (f" (rejects: {rejects})" if rejects else ""))
 
     def dataset(
         self,
