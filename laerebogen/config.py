@@ -83,22 +83,25 @@ class Generation(_Section):
     sampling: Sampling = Sampling(temperature=1.0, max_tokens=3072)
 
 
-class Grammar(_Section):
+class _InstructStage(_Section):
+    """What every stage run with the instruction-tuned model has."""
+
+    records_per_shard: Positive = 5000
+    constrained: bool = True
+
+
+class Grammar(_InstructStage):
     """Grammar correction; a correction further than ``min_similarity`` is a rewrite."""
 
     enabled: bool = True
     min_similarity: Fraction = 0.5
-    records_per_shard: Positive = 5000
-    constrained: bool = True
     sampling: Sampling = Sampling(temperature=0.2, max_tokens=2048)
 
 
-class Quality(_Section):
+class Quality(_InstructStage):
     """Quality judgement and rewriting of poor examples."""
 
     enabled: bool = True
-    records_per_shard: Positive = 5000
-    constrained: bool = True
     sampling: Sampling = Sampling(temperature=0.3, max_tokens=2048)
 
 
@@ -113,25 +116,21 @@ EvolutionOperation = Literal[
 EVOLUTION_OPERATIONS: tuple[EvolutionOperation, ...] = get_args(EvolutionOperation)
 
 
-class Evolution(_Section):
+class Evolution(_InstructStage):
     """Evol-Instruct: ``generations`` rounds of in-depth and in-breadth evolution."""
 
     generations: NonNegative = 4
     operations: list[EvolutionOperation] = msgspec.field(
         default_factory=lambda: list(EVOLUTION_OPERATIONS)
     )
-    records_per_shard: Positive = 5000
-    constrained: bool = True
     sampling: Sampling = Sampling(temperature=0.7, max_tokens=2048)
     answer_sampling: Sampling = Sampling(temperature=0.7, max_tokens=2048)
 
 
-class Followups(_Section):
+class Followups(_InstructStage):
     """Follow-up turns: a user message and an answer per turn."""
 
     turns: NonNegative = 3
-    records_per_shard: Positive = 5000
-    constrained: bool = True
     sampling: Sampling = Sampling(temperature=0.8, max_tokens=512)
     answer_sampling: Sampling = Sampling(temperature=0.7, max_tokens=2048)
 
