@@ -8,6 +8,7 @@ command that takes a config.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,8 @@ def _write_lines(lines: Iterable[bytes]) -> None:
             out.write(line + b"\n")
         out.flush()
     except BrokenPipeError:
-        sys.stderr.close()  # nothing more can be reported to a closed pipe
+        # Point stdout at /dev/null so Python's exit-time flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class ConfigCommands:
