@@ -44,8 +44,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix laerebogen tests benchmarks
 
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do \
+	@set -o pipefail; summary=$$(mktemp); \
+	for script in benchmarks/*.py; do \
 		echo "== $$script"; \
-		$(BIN)/python "$$script" | tee /dev/stderr | tail -n 1 | sed "s|^|$$script |" >> $(VENV)/.bench-summary.tmp; \
+		$(BIN)/python "$$script" | tee "$$summary.out" || { rm -f "$$summary" "$$summary.out"; exit 1; }; \
+		echo "$$script: $$(tail -n 1 "$$summary.out")" >> "$$summary"; \
 	done; \
-	echo; echo "Summary:"; cat $(VENV)/.bench-summary.tmp; rm -f $(VENV)/.bench-summary.tmp
+	echo; echo "Summary (last line of each benchmark):"; cat "$$summary"; rm -f "$$summary" "$$summary.out"
