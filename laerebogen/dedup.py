@@ -8,18 +8,20 @@ Pairwise ROUGE-L grows with n²; this module makes the same decisions as brute f
 ``rouge_score`` while comparing only pairs that could exceed the threshold. ROUGE-L's
 F-measure is ``2·L/(m+n)`` (``L`` the LCS length, ``m``, ``n`` the lengths), and ``L`` is at
 most the multiset token overlap, so a pair needs an overlap above ``t·(m+n)/2``. That gives
-three exact filters before any LCS is computed:
+exact filters before any LCS is computed:
 
 * length: ``min(m, n) > t·(m+n)/2`` bounds the partner's length;
 * prefix: with tokens ordered by rarity, two texts that overlap enough must share a token
   among their first ``m - o + 1`` (the standard prefix-filtering argument), so only the
   rare prefixes go into an inverted index and only they are probed;
 * position: a candidate whose matches so far plus the tokens left on either side cannot
-  reach the needed overlap is dropped (PPJoin-style).
+  reach the needed overlap is dropped (PPJoin-style);
+* match count: prefixes longer than a pair needs must share one more token per extra slot;
+* overlap: the exact multiset overlap of the two texts.
 
-Surviving pairs get a bit-parallel LCS (rapidfuzz) on token ids encoded as characters, and
-the final decision uses rouge_score's own floating-point formula. Every bound is loosened
-by a tiny epsilon, so rounding can only let more pairs through to the exact check.
+Surviving pairs get an exact LCS on token ids, and the final decision uses rouge_score's own
+floating-point formula. Every bound is loosened by a tiny epsilon, so rounding can only let
+more pairs through to the exact check. The join runs in :mod:`laerebogen.dedup_kernel`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
-from laerebogen.dedup_kernel import EPSILON, join_slice
+from laerebogen.dedup_kernel import EPSILON, join_slice, rouge_l_fmeasure
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -44,17 +46,6 @@ def tokenize(text: str) -> list[str]:
 
 
 _THREADS = max(1, len(os.sched_getaffinity(0)))  # the CPUs this job may use, not the node's
-
-
-def rouge_l_fmeasure(common: int, first_length: int, second_length: int) -> float:
-    """ROUGE-L F-measure from an LCS length, computed exactly as ``rouge_score`` does."""
-    if not first_length or not second_length:
-        return 0.0
-    precision = common / second_length
-    recall = common / first_length
-    if precision + recall > 0:
-        return 2 * precision * recall / (precision + recall)
-    return 0.0
 
 
 def rouge_l(first: str, second: str) -> float:
@@ -157,7 +148,7 @@ def similar_pairs(texts: Sequence[str], threshold: float) -> np.ndarray:
         parts = list(
             pool.map(lambda first: join_slice(first, _THREADS, threshold, *arrays), range(_THREADS))
         )
-    pairs = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+    pairs = np.concatenate(parts)
     return data.visiting_order[pairs] if pairs.size else pairs
 
 

@@ -59,8 +59,13 @@ def _lcs_length(first: np.ndarray, second: np.ndarray, row: np.ndarray) -> int:
 
 
 @numba.njit(cache=True)
-def _f_measure(common: int, first: int, second: int) -> float:
-    """ROUGE-L F-measure with rouge_score's exact floating-point operations."""
+def rouge_l_fmeasure(common: int, first: int, second: int) -> float:
+    """ROUGE-L F-measure from an LCS length, with rouge_score's exact floating-point operations.
+
+    Compiled so that the kernel and Python callers share one formula.
+    """
+    if first == 0 or second == 0:
+        return 0.0
     precision = common / second
     recall = common / first
     if precision + recall > 0:
@@ -167,7 +172,7 @@ def join_slice(  # noqa: PLR0915, PLR0917
                 tokens[offsets[other] : offsets[other + 1]],
                 row,
             )
-            if _f_measure(common, length, other_length) > t:
+            if rouge_l_fmeasure(common, length, other_length) > t:
                 if pairs == found.shape[0]:
                     grown = np.empty((2 * pairs, 2), np.int64)
                     grown[:pairs] = found
