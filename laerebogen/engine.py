@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from laerebogen.config import Config, Model
 from laerebogen.config import Engine as EngineSettings
 from laerebogen.errors import LaerebogenError
-from laerebogen.llm import ChatRequest, CompletionRequest, Request, Result
+from laerebogen.llm import ChatRequest, Request, Result
 from laerebogen.model_files import missing_model_message
 
 if TYPE_CHECKING:
     from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
 
 # Runs are offline: models come from local directories and nothing phones home.
 OFFLINE_ENVIRONMENT = {
@@ -36,6 +37,8 @@ OFFLINE_ENVIRONMENT = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
+# At most this many special tokens (e.g. <bos>) are added to a completion prompt.
+SPECIAL_TOKENS = 8
 
 
 class ModelError(LaerebogenError):
@@ -43,13 +46,15 @@ class ModelError(LaerebogenError):
 
 
 def configure_environment(cpu_kvcache_gib: int) -> None:
-    """Set what vLLM reads at import: offline mode, and a KV cache size for its CPU build.
+    """Set what vLLM reads at import: offline mode, a KV cache size for its CPU build, logs.
 
     Without ``VLLM_CPU_KVCACHE_SPACE`` the CPU build sizes its cache from one NUMA node
     and fails to start on small machines; a user's own value is kept.
     """
     os.environ.update(OFFLINE_ENVIRONMENT)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
+    # vLLM logs to stdout by default, where commands print their results.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 
 def check_model_dir(path: Path) -> None:
@@ -101,9 +106,15 @@ class Engine:
             return self._llm
         configure_environment(self.settings.cpu_kvcache_gib)
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         model = self.model
         options: dict[str, Any] = {}
+        if current_platform.is_cpu():
+            # vLLM's CPU generators cannot rewind, which a seeded request needs when its
+            # prefill is split over steps: the engine dies with "CPU Generator does not
+            # use offset". Whole-prompt prefill avoids the rewind.
+            options["enable_chunked_prefill"] = False
         if model.max_num_batched_tokens:
             options["max_num_batched_tokens"] = model.max_num_batched_tokens
         self._llm = LLM(
@@ -139,23 +150,16 @@ class Engine:
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         """Answer ``requests`` with one vLLM call; results are in request order."""
-        from vllm.inputs import TokensPrompt
-
         llm = self.load()
         results: list[Result | None] = [None] * len(requests)
         runnable: list[int] = []
-        prompts: list[TokensPrompt] = []
-        for index, (request, token_ids) in enumerate(
-            zip(requests, self._tokenize(requests), strict=True)
-        ):
-            rejection = self._too_long(request, len(token_ids))
-            if rejection:
-                results[index] = Result(
-                    request.id, "", "rejected", len(token_ids), 0, "", rejection
-                )
+        prompts: list[str | TokensPrompt] = []
+        for index, prompt in enumerate(self._prompts(requests)):
+            if isinstance(prompt, Result):
+                results[index] = prompt
             else:
                 runnable.append(index)
-                prompts.append(TokensPrompt(prompt_token_ids=token_ids))
+                prompts.append(prompt)
         params = [_sampling_params(requests[index]) for index in runnable]
         outputs = llm.generate(prompts, params, use_tqdm=self.show_progress) if prompts else []
         for index, output in zip(runnable, outputs, strict=True):
@@ -171,24 +175,39 @@ class Engine:
             )
         return [result for result in results if result is not None]
 
-    def _tokenize(self, requests: Sequence[Request]) -> list[list[int]]:
-        """Token ids of every prompt: completions as given (with the tokenizer's special
-        tokens, e.g. Gemma's ``<bos>``), chats rendered by the chat template, which adds its
-        own special tokens."""
+    def _prompts(self, requests: Sequence[Request]) -> list[str | TokensPrompt | Result]:
+        """What vLLM gets for each request, or a ``rejected`` result when it cannot fit.
+
+        A completion that surely fits (every token covers at least one byte, so its UTF-8
+        length plus the special tokens bounds its token count) goes as text, which vLLM
+        tokenizes while the batch already runs. Other completions are tokenized here to be
+        counted exactly. Chats are rendered and tokenized here, so the special tokens of the
+        template are not added a second time.
+        """
+        from vllm.inputs import TokensPrompt
+
         tokenizer = self.load().get_tokenizer()
-        completions = [i for i, r in enumerate(requests) if isinstance(r, CompletionRequest)]
-        chats = [i for i, r in enumerate(requests) if isinstance(r, ChatRequest)]
-        token_ids: list[list[int]] = [[] for _ in requests]
-        if completions:
-            texts = [requests[i].prompt for i in completions]  # type: ignore[union-attr]
-            for i, ids in zip(completions, tokenizer(texts).input_ids, strict=True):
-                token_ids[i] = ids
-        if chats:
-            rendered = [self._render(requests[i]) for i in chats]  # type: ignore[arg-type]
-            encoded = tokenizer(rendered, add_special_tokens=False).input_ids
-            for i, ids in zip(chats, encoded, strict=True):
-                token_ids[i] = ids
-        return token_ids
+        prompts: list[str | TokensPrompt | Result | None] = [None] * len(requests)
+        counted: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
+        for index, request in enumerate(requests):
+            if isinstance(request, ChatRequest):
+                counted[False].append((index, self._render(request)))
+            elif len(request.prompt.encode()) + SPECIAL_TOKENS <= self._limit(request):
+                prompts[index] = request.prompt
+            else:
+                counted[True].append((index, request.prompt))
+        for add_special_tokens, items in counted.items():
+            if not items:
+                continue
+            texts = [text for _, text in items]
+            encoded = tokenizer(texts, add_special_tokens=add_special_tokens).input_ids
+            for (index, _), token_ids in zip(items, encoded, strict=True):
+                request = requests[index]
+                if len(token_ids) <= self._limit(request):
+                    prompts[index] = TokensPrompt(prompt_token_ids=token_ids)
+                else:
+                    prompts[index] = self._rejected(request, len(token_ids))
+        return [prompt for prompt in prompts if prompt is not None]
 
     def _render(self, request: ChatRequest) -> str:
         tokenizer = self.load().get_tokenizer()
@@ -197,16 +216,17 @@ class Engine:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _too_long(self, request: Request, prompt_tokens: int) -> str:
-        """Why the prompt cannot run ("" when it can): prompt and answer must fit the context."""
-        limit = self.model.max_model_len - request.sampling.max_tokens
-        if prompt_tokens <= limit:
-            return ""
-        return (
-            f"prompt_too_long: {prompt_tokens} tokens, limit {limit} "
+    def _limit(self, request: Request) -> int:
+        """The most prompt tokens that leave room for the answer in the context window."""
+        return self.model.max_model_len - request.sampling.max_tokens
+
+    def _rejected(self, request: Request, prompt_tokens: int) -> Result:
+        detail = (
+            f"prompt_too_long: {prompt_tokens} tokens, limit {self._limit(request)} "
             f"(max_model_len {self.model.max_model_len} - max_tokens "
             f"{request.sampling.max_tokens})"
         )
+        return Result(request.id, "", "rejected", prompt_tokens, 0, "", detail)
 
 
 def _sampling_params(request: Request) -> SamplingParams:

@@ -8,10 +8,11 @@ get a model that is not there, since runs are offline and nothing is downloaded.
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from laerebogen.errors import LaerebogenError
@@ -38,27 +39,50 @@ def build_model_dir(
 
     ``build`` fills the directory it is given and returns what the marker records (source,
     versions, checksums). Returns False, without building, when the model is already there.
+    A lock next to the directory makes processes sharing a model directory (array tasks on
+    shared storage) build it once; the others wait and find it built.
     """
-    if is_built(directory):
-        progress(f"{directory}: already prepared")
+    if _report_built(directory, progress):
         return False
     if directory.exists():
         raise LaerebogenError(
             f"{directory} exists but was not built by laerebogen: remove it or choose another path"
         )
     directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = directory.parent / f".{directory.name}.partial-{os.getpid()}"
-    partial.mkdir()
-    try:
-        details = build(partial)
-        (partial / MARKER).write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
-        partial.rename(directory)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with _locked(directory.parent / f".{directory.name}.lock"):
+        if _report_built(directory, progress):
+            return False
+        partial = directory.parent / f".{directory.name}.partial"
+        if partial.exists():
+            progress(f"{directory.name}: removing {partial} left by an interrupted build")
+            shutil.rmtree(partial)
+        partial.mkdir()
+        try:
+            details = build(partial)
+            (partial / MARKER).write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+            partial.rename(directory)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     return True
+
+
+def _report_built(directory: Path, progress: Callable[[str], None]) -> bool:
+    if not is_built(directory):
+        return False
+    progress(f"{directory}: already prepared")
+    return True
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``, released when the block ends."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def missing_model_message(path: Path) -> str:

@@ -201,6 +201,27 @@ def test_run_answers_chunk_by_chunk(tiny_engine: Engine, tiny_config: Config) ->
         assert [result.request_id for result in results] == [request.id for request in chunk]
 
 
+def test_prefix_caching_is_on_for_shared_few_shot_prefixes(tiny_engine: Engine) -> None:
+    assert tiny_engine.load().llm_engine.vllm_config.cache_config.enable_prefix_caching
+
+
+def test_a_large_seeded_batch_of_long_prompts_runs(
+    tiny_engine: Engine, tiny_config: Config
+) -> None:
+    """More prompt tokens than one step takes: on CPU this used to kill the engine."""
+    # About 600 tokens (sent as text) and 1,800 (counted first: more bytes than the limit),
+    # each different from the first token on, so the prefix cache cannot skip their prefill.
+    repeats = (40, 120)
+    requests = [
+        completion(f"l{i}", seed=i, prompt=f"Opgave {i}: " + PROMPT * repeats[i % 2])
+        for i in range(24)
+    ]
+    results = tiny_engine.generate(requests)
+    limit = tiny_config.models.base.max_model_len - SAMPLING.max_tokens
+    assert all(500 < result.prompt_tokens <= limit for result in results)
+    assert all(result.completion_tokens > 0 for result in results)
+
+
 def test_another_process_reproduces_the_same_samples(
     tiny_engine: Engine, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
