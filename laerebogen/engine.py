@@ -191,7 +191,7 @@ class Engine:
         counted: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
         for index, request in enumerate(requests):
             if isinstance(request, ChatRequest):
-                counted[False].append((index, self._render(request)))
+                counted[False].append((index, self._render(tokenizer, request)))
             elif len(request.prompt.encode()) + SPECIAL_TOKENS <= self._limit(request):
                 prompts[index] = request.prompt
             else:
@@ -209,8 +209,8 @@ class Engine:
                     prompts[index] = self._rejected(request, len(token_ids))
         return [prompt for prompt in prompts if prompt is not None]
 
-    def _render(self, request: ChatRequest) -> str:
-        tokenizer = self.load().get_tokenizer()
+    def _render(self, tokenizer: Any, request: ChatRequest) -> str:
+        """The conversation as the model's chat template writes it, ready for the answer."""
         if not getattr(tokenizer, "chat_template", None):
             raise ModelError(f"{self.path}: the tokenizer has no chat template for chat requests")
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
