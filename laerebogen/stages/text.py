@@ -1,0 +1,55 @@
+"""Prompt files and tolerant reading of the model's JSON replies, shared by the stages."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from importlib import resources
+from string import Template
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```\s*$", re.S)
+
+
+@functools.cache
+def load_prompt(name: str) -> Template:
+    """The prompt ``laerebogen/prompts/<name>.txt``; fields are written ``$field``.
+
+    ``string.Template`` rather than ``str.format``, so prompts can show JSON braces as is.
+    """
+    path = resources.files("laerebogen") / "prompts" / f"{name}.txt"
+    return Template(path.read_text(encoding="utf-8"))
+
+
+def render(name: str, **fields: str) -> str:
+    """Prompt ``name`` with its fields filled in; a missing field is a KeyError."""
+    return load_prompt(name).substitute(fields)
+
+
+def parse_json_object(
+    text: str, fields: Mapping[str, type]
+) -> tuple[dict[str, object] | None, str]:
+    """The JSON object in a reply, checked for ``fields`` and their types.
+
+    Returns ``(object, "")`` or ``(None, reason)`` with reason ``invalid_json``,
+    ``not_an_object``, ``missing_field`` or ``wrong_type``. A code fence around the object is
+    accepted, and raw control characters inside strings too (``strict=False``): weak models
+    write both, and neither changes what the reply says.
+    """
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    try:
+        value = json.loads(stripped, strict=False)
+    except ValueError:
+        return None, "invalid_json"
+    if not isinstance(value, dict):
+        return None, "not_an_object"
+    for field, kind in fields.items():
+        if field not in value:
+            return None, "missing_field"
+        if not isinstance(value[field], kind):
+            return None, "wrong_type"
+    return value, ""
