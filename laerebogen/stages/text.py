@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from importlib import resources
 from string import Template
 
+from laerebogen.llm import Constraint
+
 _FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```\s*$", re.S)
 
 
@@ -53,3 +55,13 @@ def parse_json_object(
         if not isinstance(value[field], kind):
             return None, "wrong_type"
     return value, ""
+
+
+def bounded_text(max_tokens: int) -> Constraint:
+    """Free text that surely ends before ``max_tokens``, for the constrained mode.
+
+    A model that never writes its end token (the random test model) would otherwise cut
+    every free-text answer at ``max_tokens``, and cut answers are rejected. A token covers at
+    least one byte and a Danish letter at most two, so ``max_tokens // 2`` characters fit.
+    """
+    return Constraint(regex=rf"\S[\s\S]{{0,{max(0, max_tokens // 2 - 1)}}}")
