@@ -100,6 +100,25 @@ class ModelCommands:
         prepare_model(name, Path(os.path.expandvars(model_dir)).expanduser())
 
 
+class StageCommands:
+    """Look at what the generation stages send to the model."""
+
+    def preview(
+        self,
+        name: str,
+        config: str = "local",
+        count: int = 2,
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Print the first request a stage sends for --count inputs (no model needed)."""
+        from laerebogen.stages.preview import describe, first_requests
+
+        if count < 1:
+            raise LaerebogenError(f"--count must be >= 1, got {count}")
+        for request in first_requests(name, load_config(config, _overrides(set)), count):
+            print(describe(request), end="\n\n")
+
+
 class Cli:
     """Generate Lærebogen, a multi-turn Danish instruction dataset, with offline vLLM on SLURM."""
 
@@ -107,6 +126,7 @@ class Cli:
         self.config = ConfigCommands()
         self.seeds = SeedsCommands()
         self.model = ModelCommands()
+        self.stage = StageCommands()
 
     def version(self) -> None:
         """Print the laerebogen version."""

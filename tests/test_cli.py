@@ -100,3 +100,17 @@ def test_dataset_saves_the_config_and_refuses_another_one_for_the_same_run(tmp_p
     assert "seeds: done already (176 records)" in again.stdout
     other = cli("dataset", "--config", "tiny", "--run", str(run), "--set", "seed=99")
     assert other.returncode == 2 and "another configuration" in other.stderr
+
+
+def test_stage_preview_prints_each_stages_first_prompt_without_a_model() -> None:
+    generation = cli("stage", "preview", "generation", "--config", "tiny", "--count", "1")
+    assert generation.returncode == 0, generation.stderr
+    assert generation.stdout.startswith("=== ") and "(completion; seed " in generation.stdout
+    assert "###\n4. Instruktion:\n--- constraint" in generation.stdout
+    for stage in ("grammar", "quality", "evolution", "followups"):
+        result = cli("stage", "preview", stage, "--config", "local", "--count", "2")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("=== ") == 2 and "(chat; seed " in result.stdout
+        assert "--- user\n" in result.stdout
+    unknown = cli("stage", "preview", "translation")
+    assert unknown.returncode == 2 and "unknown stage 'translation'" in unknown.stderr

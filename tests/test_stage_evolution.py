@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ from laerebogen.stages.evolution import (
     EvolutionStage,
     evolve_prompt,
     is_empty_answer,
-    task_schema,
+    task_pattern,
 )
 from laerebogen.stages.text import bounded_text, render
 from tests.helpers import make_example
@@ -122,7 +123,7 @@ def test_requests_carry_seeds_sampling_and_constraints() -> None:
     assert evolve.sampling == judge.sampling == config.sampling
     assert answer.sampling == config.answer_sampling
     assert evolve.constraint is not None and judge.constraint is not None
-    assert evolve.constraint.json_schema == task_schema(config.sampling.max_tokens)
+    assert evolve.constraint.regex == task_pattern(config.sampling.max_tokens)
     # Constrained mode (the default) bounds the free-text answer to fit max_tokens.
     assert answer.constraint == bounded_text(config.answer_sampling.max_tokens)
     assert answer.messages == (
@@ -146,12 +147,14 @@ def test_the_answer_gets_the_evolved_input_after_a_blank_line() -> None:
     assert answer.messages[-1].content == "Sorter tallene stigende og forklar metoden.\n\n3,1,2"
 
 
-def test_the_schema_fits_max_tokens_and_caps_long_budgets() -> None:
-    small = task_schema(128)["properties"]
-    large = task_schema(100_000)["properties"]
-    assert isinstance(small, dict) and isinstance(large, dict)
-    assert small["instruktion"]["maxLength"] == small["input"]["maxLength"] == 64
-    assert large["instruktion"]["maxLength"] == 1200
+def test_the_task_pattern_fits_max_tokens_caps_long_budgets_and_keeps_layout() -> None:
+    small, large = re.compile(task_pattern(128)), re.compile(task_pattern(100_000))
+    task = {"instruktion": "Ret koden.", "input": 'print("hej")\nprint("med dig")'}
+    assert large.fullmatch(json.dumps(task, ensure_ascii=False, separators=(",", ":")))
+    assert small.fullmatch('{"instruktion":"' + "a" * 64 + '","input":""}')
+    assert not small.fullmatch('{"instruktion":"' + "a" * 65 + '","input":""}')
+    assert not small.fullmatch('{"instruktion":"","input":""}')
+    assert not large.fullmatch('{"instruktion":"' + "a" * 1201 + '","input":""}')
 
 
 def test_operations_are_drawn_uniformly_and_reproducibly() -> None:

@@ -4,6 +4,7 @@ ending the conversation, the prompts of both calls, arbitrary model text and the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -199,9 +200,12 @@ def test_the_user_message_prompt_shows_the_conversation_and_the_chosen_kind() ->
     assert f"»{name}«" in prompt and description in prompt
     assert '{"besked": "..."}' in prompt and "$" not in prompt
     assert first.sampling == Followups().sampling
-    assert first.constraint is not None and first.constraint.json_schema is not None
-    schema = first.constraint.json_schema["properties"]["besked"]  # type: ignore[index]
-    assert schema["maxLength"] <= Followups().sampling.max_tokens // 2
+    assert first.constraint is not None and first.constraint.regex is not None
+    pattern = re.compile(first.constraint.regex)
+    assert pattern.fullmatch('{"besked":"Og \\"citater\\"?\\nTak."}')  # quotes, line breaks
+    longest = Followups().sampling.max_tokens // 2
+    assert pattern.fullmatch('{"besked":"' + "a" * longest + '"}')
+    assert not pattern.fullmatch('{"besked":"' + "a" * (longest + 1) + '"}')
     assert f"Bruger: {QUESTIONS[0]}\n\nAssistent: {ANSWER} (0)" in second.messages[0].content
 
 

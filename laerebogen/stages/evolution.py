@@ -30,7 +30,13 @@ from laerebogen.llm import ChatRequest, Constraint, Result
 from laerebogen.records import Example, Message, Provenance, Rejection, child_id
 from laerebogen.stages.answers import refusal_phrase, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
-from laerebogen.stages.text import bounded_text, parse_json_object, render
+from laerebogen.stages.text import (
+    bounded_text,
+    json_object,
+    json_string,
+    parse_json_object,
+    render,
+)
 
 STAGE = "evolution"
 # An evolved task this close to its parent (ROUGE-L of instruction and input) is the same task.
@@ -99,22 +105,15 @@ STOP_WORDS = frozenset(
 )
 
 
-def task_schema(max_tokens: int) -> dict[str, object]:
-    """The JSON schema of an evolved task, bounded so that it finishes within ``max_tokens``.
+def task_pattern(max_tokens: int) -> str:
+    """The regex of an evolved task's JSON, bounded so that it finishes within ``max_tokens``.
 
     Each field gets at most ``max_tokens // 2`` characters: even the tiny random model writes
-    about 2.5 characters per token inside a JSON string, real models more.
+    about 2.5 characters per token inside a JSON string, real models more. A regex, not a
+    schema, so that the task can hold line breaks and quotes (code, tables, CSV).
     """
     limit = min(MAX_FIELD_CHARS, max(1, max_tokens // 2))
-    return {
-        "type": "object",
-        "properties": {
-            "instruktion": {"type": "string", "minLength": 1, "maxLength": limit},
-            "input": {"type": "string", "maxLength": limit},
-        },
-        "required": ["instruktion", "input"],
-        "additionalProperties": False,
-    }
+    return json_object([("instruktion", json_string(limit, 1)), ("input", json_string(limit))])
 
 
 def task_json(example: Example) -> str:
@@ -160,11 +159,10 @@ class EvolutionStage(Stage):
         if not settings.operations:
             raise ValueError("evolution.operations is empty: name at least one operation")
         self.settings = settings
-        self._task_constraint = self._constraint(task_schema(settings.sampling.max_tokens))
-        self._judge_constraint = self._constraint(JUDGE_SCHEMA)
-
-    def _constraint(self, schema: dict[str, object]) -> Constraint | None:
-        return Constraint(json_schema=schema) if self.settings.constrained else None
+        constrained = settings.constrained
+        task = Constraint(regex=task_pattern(settings.sampling.max_tokens))
+        self._task_constraint = task if constrained else None
+        self._judge_constraint = Constraint(json_schema=JUDGE_SCHEMA) if constrained else None
 
     def operation(self, record_id: str, context: Context) -> str:
         """The operation label of a record: drawn uniformly, reproducible from its seed."""

@@ -24,7 +24,14 @@ from laerebogen.llm import ChatRequest, Constraint, Request, Result
 from laerebogen.records import Example, Message, Rejection
 from laerebogen.stages.answers import refusal_phrase, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
-from laerebogen.stages.text import bounded_text, load_prompt, parse_json_object, render
+from laerebogen.stages.text import (
+    bounded_text,
+    json_object,
+    json_string,
+    load_prompt,
+    parse_json_object,
+    render,
+)
 
 # A chat message longer than this is not a natural follow-up.
 MAX_FOLLOWUP_CHARS = 400
@@ -89,14 +96,9 @@ def transcript(messages: Sequence[Message]) -> str:
     )
 
 
-def followup_schema(max_chars: int) -> dict[str, object]:
-    """The JSON schema of the user message; ``max_chars`` keeps it within ``max_tokens``."""
-    return {
-        "type": "object",
-        "properties": {"besked": {"type": "string", "minLength": 1, "maxLength": max_chars}},
-        "required": ["besked"],
-        "additionalProperties": False,
-    }
+def followup_pattern(max_chars: int) -> str:
+    """The regex of the user message's JSON; ``max_chars`` keeps it within ``max_tokens``."""
+    return json_object([("besked", json_string(max_chars, 1))])
 
 
 def clean_followup(text: str) -> str:
@@ -280,5 +282,5 @@ class FollowupStage(Stage):
             messages=(Message("user", prompt.strip()),),
             sampling=self.settings.sampling,
             seed=seed,
-            constraint=Constraint(followup_schema(self.max_chars)) if constrained else None,
+            constraint=Constraint(regex=followup_pattern(self.max_chars)) if constrained else None,
         )

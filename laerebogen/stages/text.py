@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from string import Template
 
 from laerebogen.llm import Constraint
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```\s*$", re.S)
+# One character of a JSON string: anything but a quote, a backslash or a control character,
+# or an escape sequence.
+_JSON_CHAR = r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})'
 
 
 @functools.cache
@@ -65,3 +68,20 @@ def bounded_text(max_tokens: int) -> Constraint:
     least one byte and a Danish letter at most two, so ``max_tokens // 2`` characters fit.
     """
     return Constraint(regex=rf"\S[\s\S]{{0,{max(0, max_tokens // 2 - 1)}}}")
+
+
+# Bounded JSON replies are constrained by a regular expression of the whole object rather
+# than a JSON schema with maxLength: xgrammar (0.2.x) lowers a length-bounded JSON string to
+# a character class without escapes, so it could not hold a line break, a quotation mark or
+# a backslash (mlc-ai/xgrammar#800), and code, tables and paragraphs would be lost.
+
+
+def json_string(limit: int, minimum: int = 0) -> str:
+    """A regex of a JSON string literal of ``minimum`` to ``limit`` characters (an escape
+    counts as one)."""
+    return f'"{_JSON_CHAR}{{{minimum},{limit}}}"' if limit > 0 else '""'
+
+
+def json_object(members: Sequence[tuple[str, str]]) -> str:
+    """A regex of a JSON object without whitespace: ``(key, value regex)`` pairs in order."""
+    return r"\{" + ",".join(f'"{key}":{value}' for key, value in members) + r"\}"

@@ -1,0 +1,62 @@
+"""What a stage would send to the model, as text: prompt debugging without a GPU."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from laerebogen.config import Config
+from laerebogen.llm import ChatRequest, Request
+from laerebogen.records import Example
+from laerebogen.seeds import load_seeds, seed_examples
+from laerebogen.stages import build_stage
+from laerebogen.stages.core import Context
+
+
+def preview_inputs(stage_name: str, config: Config, count: int) -> list[Example]:
+    """Inputs to show a stage with: prompt slots for generation, else the seed examples."""
+    if stage_name == "generation":
+        from laerebogen.stages.generation import prompt_slots
+
+        return prompt_slots(0, count)
+    return list(seed_examples(load_seeds(config.seed_path())))[:count]
+
+
+def first_requests(stage_name: str, config: Config, count: int) -> Iterator[Request]:
+    """The first request of the stage's work for each of ``count`` inputs."""
+    stage = build_stage(stage_name, config)
+    context = Context(run_seed=config.seed, model=config.model_path(stage.role).name)
+    for record in preview_inputs(stage_name, config, count):
+        request = next(stage.process(record, context), None)
+        if request is not None:
+            yield request
+
+
+def describe(request: Request) -> str:
+    """A request as a person reads it: settings on one line, then the prompt or messages."""
+    sampling = request.sampling
+    settings = [
+        f"seed {request.seed}",
+        f"temperature {sampling.temperature}",
+        f"top_p {sampling.top_p}",
+        f"min_p {sampling.min_p}",
+        f"repetition_penalty {sampling.repetition_penalty}",
+        f"max_tokens {sampling.max_tokens}",
+    ]
+    if request.stop:
+        settings.append("stop " + json.dumps(list(request.stop), ensure_ascii=False))
+    if request.constraint is not None:
+        kind = "JSON schema" if request.constraint.json_schema is not None else "regex"
+        settings.append(f"constrained by {kind}")
+    kind = "chat" if isinstance(request, ChatRequest) else "completion"
+    lines = [f"=== {request.id} ({kind}; {', '.join(settings)})"]
+    if isinstance(request, ChatRequest):
+        for message in request.messages:
+            lines += [f"--- {message.role}", message.content]
+    else:
+        lines.append(request.prompt)
+    if request.constraint is not None:
+        constraint = request.constraint.json_schema or request.constraint.regex
+        text = constraint if isinstance(constraint, str) else json.dumps(constraint)
+        lines += ["--- constraint", text]
+    return "\n".join(lines)
