@@ -85,10 +85,17 @@ class Generation(_Section):
 
 
 class _InstructStage(_Section):
-    """What every stage run with the instruction-tuned model has."""
+    """What every stage run with the instruction-tuned model has.
+
+    ``constrained`` makes structured replies (JSON) follow their format exactly.
+    ``bounded_answers`` also ends free-text answers at ``max_tokens // 2`` characters: only
+    for a model that never stops by itself, like the random test model, since it cuts long
+    answers of a real model short.
+    """
 
     records_per_shard: Positive = 5000
     constrained: bool = True
+    bounded_answers: bool = False
 
 
 class Grammar(_InstructStage):

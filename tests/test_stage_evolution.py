@@ -124,8 +124,7 @@ def test_requests_carry_seeds_sampling_and_constraints() -> None:
     assert answer.sampling == config.answer_sampling
     assert evolve.constraint is not None and judge.constraint is not None
     assert evolve.constraint.regex == task_pattern(config.sampling.max_tokens)
-    # Constrained mode (the default) bounds the free-text answer to fit max_tokens.
-    assert answer.constraint == bounded_text(config.answer_sampling.max_tokens)
+    assert answer.constraint is None  # free text: a real model ends its answer itself
     assert answer.messages == (
         Message("system", render("evolution_answer")),
         Message("user", EVOLVED["instruktion"]),
@@ -145,6 +144,12 @@ def test_the_answer_gets_the_evolved_input_after_a_blank_line() -> None:
     answer = sent[-1]
     assert isinstance(answer, ChatRequest)
     assert answer.messages[-1].content == "Sorter tallene stigende og forklar metoden.\n\n3,1,2"
+
+
+def test_bounded_answers_end_before_max_tokens_for_models_that_never_stop() -> None:
+    config = Evolution(bounded_answers=True)
+    _, _, (_, _, answer) = run(stage=EvolutionStage(config))
+    assert answer.constraint == bounded_text(config.answer_sampling.max_tokens)
 
 
 def test_the_task_pattern_fits_max_tokens_caps_long_budgets_and_keeps_layout() -> None:

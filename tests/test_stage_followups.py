@@ -232,14 +232,21 @@ def test_very_long_earlier_turns_are_shortened_in_the_prompt_only() -> None:
     assert outcome.records[0].messages[1].content == long_answer
 
 
+def test_bounded_answers_end_before_max_tokens_for_models_that_never_stop() -> None:
+    settings = Followups(bounded_answers=True)
+    _, _, seen = run([make_example(4)], stage_settings=settings)
+    answers = [r for r in seen if call_of(r)[0] == "answer"]
+    assert answers
+    assert all(r.constraint == bounded_text(settings.answer_sampling.max_tokens) for r in answers)
+
+
 def test_the_answer_request_is_the_real_conversation_ending_with_the_new_message() -> None:
     record = make_example(4)
     [outcome], _, seen = run([record])
     answers = [r for r in seen if call_of(r)[0] == "answer"]
     for turn, request in enumerate(answers):
         assert isinstance(request, ChatRequest)
-        # Constrained mode (the default) bounds the free-text answer to fit max_tokens.
-        assert request.constraint == bounded_text(Followups().answer_sampling.max_tokens)
+        assert request.constraint is None  # free text: a real model ends its answer itself
         assert request.sampling == Followups().answer_sampling
         assert request.messages == outcome.records[0].messages[: 3 + 2 * turn]
         assert_alternates(request.messages[:-1])

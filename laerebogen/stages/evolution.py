@@ -288,7 +288,7 @@ class EvolutionStage(Stage):
             sampling=self.settings.answer_sampling,
             constraint=(
                 bounded_text(self.settings.answer_sampling.max_tokens)
-                if self.settings.constrained
+                if self.settings.bounded_answers
                 else None
             ),
         )

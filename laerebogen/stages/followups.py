@@ -253,7 +253,7 @@ class FollowupStage(Stage):
             seed=seed,
             constraint=(
                 bounded_text(self.settings.answer_sampling.max_tokens)
-                if self.settings.constrained
+                if self.settings.bounded_answers
                 else None
             ),
         )
