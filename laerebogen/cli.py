@@ -233,6 +233,8 @@ class Cli:
 
         if role not in ("base", "instruct"):
             raise LaerebogenError(f"--role must be base or instruct, got {role!r}")
+        if not Path(requests).is_file():
+            raise LaerebogenError(f"{requests}: no such requests file")
         decoder = msgspec.json.Decoder(Request)
         batch: list[Request] = []
         with Path(requests).open("rb") as lines:
@@ -240,7 +242,7 @@ class Cli:
                 if line.strip():
                     try:
                         batch.append(decoder.decode(line))
-                    except msgspec.ValidationError as error:
+                    except msgspec.DecodeError as error:
                         raise LaerebogenError(f"{requests}:{number}: {error}") from None
         engine = Engine.from_config(load_config(config, _overrides(set)), role)  # type: ignore[arg-type]
         answers: list[Result] = []

@@ -70,6 +70,11 @@ def test_a_missing_model_is_one_line_that_says_how_to_make_it(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.startswith("laerebogen: error: model directory ")
     assert result.stderr.count("\n") == 1
+    requests.write_text('{"kind": "completion", "id": "a", "prompt": "Hej"}\n')
+    bad = cli("generate", str(requests), str(tmp_path / "out.jsonl"))
+    assert bad.returncode == 2 and "requests.jsonl:1: Object missing required field" in bad.stderr
+    missing = cli("generate", str(tmp_path / "nope.jsonl"), str(tmp_path / "out.jsonl"))
+    assert missing.returncode == 2 and "nope.jsonl: no such requests file" in missing.stderr
 
 
 def test_environment_is_offline_and_keeps_a_users_kv_cache_size(
