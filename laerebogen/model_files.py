@@ -18,11 +18,6 @@ from pathlib import Path
 from laerebogen.errors import LaerebogenError
 
 MARKER = "laerebogen-model.json"
-PREPARE_HINTS = {
-    "tiny": "laerebogen model tiny {path}",
-    "gemma-3-270m": "laerebogen model prepare gemma-3-270m --model-dir {parent}",
-    "smollm2-135m-instruct": "laerebogen model prepare smollm2-135m-instruct --model-dir {parent}",
-}
 
 
 def is_built(directory: Path) -> bool:
@@ -87,9 +82,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 def missing_model_message(path: Path) -> str:
     """One line saying that ``path`` holds no model and how to put one there."""
-    hint = PREPARE_HINTS.get(path.name)
-    if hint is not None:
-        how = "run: " + hint.format(path=path, parent=path.parent)
+    from laerebogen.model_prepare import PREPARABLE  # it builds on this module
+
+    if path.name == "tiny":
+        how = f"run: laerebogen model tiny {path}"
+    elif path.name in PREPARABLE:
+        how = f"run: laerebogen model prepare {path.name} --model-dir {path.parent}"
     else:
         how = (
             "copy a Hugging Face model directory there (config.json, tokenizer, weights); "

@@ -112,7 +112,8 @@ def read_reply(
     was cut or ran on. Never raises, whatever the text.
     """
     if problem := unfinished(result):
-        return Rejection(*problem[:1], source_id, problem[1], raw=result.text)
+        reason, detail = problem
+        return Rejection(reason, source_id, detail, raw=result.text)
     reply, reason = parse_json_object(result.text, fields)
     if reply is None:
         return Rejection(reason, source_id, f"unreadable reply: {reason}", raw=result.text)
