@@ -264,18 +264,38 @@ class Cli:
             + f" -> {results}"
         )
 
+    def shard(self, run: str, stage: str, index: int, attempt: int = 0) -> None:
+        """Run one shard of a step of a run: exactly what a SLURM array task runs."""
+        from laerebogen.shard_runner import run_shard
+
+        run_shard(Path(run), stage, int(index), attempt=int(attempt))
+
+    def merge(self, run: str, stage: str) -> None:
+        """Merge a step whose shards are finished and plan the next step (the merge job)."""
+        from laerebogen.merge import describe, merge_step
+        from laerebogen.store import RunStore
+
+        print(describe(merge_step(RunStore(run), stage)))
+
     def dataset(
         self,
         config: str = "local",
         run: str | None = None,
+        executor: str | None = None,
         set: Sequence[str] | str | None = None,
     ) -> None:
-        """Run the whole recipe into a run directory, continuing where it stopped."""
+        """Run the whole recipe into a run directory, continuing where it stopped.
+
+        --executor slurm|local|debug overrides launch.executor of the config.
+        """
         from laerebogen.driver import run_dataset
 
         resolved = load_config(config, _overrides(set))
         run_dir = Path(run) if run else Path("runs") / (resolved.name or "run")
-        run_dataset(resolved, run_dir)
+        if executor is not None and executor not in ("slurm", "local", "debug"):
+            raise LaerebogenError(f"--executor must be slurm, local or debug, got {executor!r}")
+        path = run_dataset(resolved, run_dir, executor)
+        print(path)
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:

@@ -180,11 +180,13 @@ class Container(_Section):
 
 
 class Launch(_Section):
-    """Which executor runs shards and how often a failed shard is retried."""
+    """Which executor runs shards, how often a failed shard is retried (per driver run) and
+    how often the driver looks at its jobs."""
 
     executor: Literal["slurm", "local", "debug"] = "slurm"
     max_retries: NonNegative = 2
     local_parallelism: Positive = 1
+    poll_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
 
 
 class Config(_Section):

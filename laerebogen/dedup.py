@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -153,13 +153,18 @@ def similar_pairs(texts: Sequence[str], threshold: float) -> np.ndarray:
 
 
 def rouge_l_dedup(
-    texts: Sequence[str], threshold: float = 0.7, existing: Iterable[str] = ()
+    texts: Sequence[str],
+    threshold: float = 0.7,
+    existing: Iterable[str] = (),
+    exempt: Collection[tuple[int, int]] = (),
 ) -> list[int]:
     """Indices of ``texts`` to keep, in order.
 
     Text ``i`` is kept iff its ROUGE-L F-measure with every earlier kept text and with every
     text of ``existing`` is at most ``threshold``: the decisions of brute force with
-    ``rouge_score`` and this module's tokenizer, without comparing every pair.
+    ``rouge_score`` and this module's tokenizer, without comparing every pair. A pair
+    ``(e, i)`` in ``exempt`` is never compared: text ``i`` may resemble ``existing[e]``
+    (an evolved task its own ancestor).
     """
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -170,7 +175,12 @@ def rouge_l_dedup(
     pairs = similar_pairs([*pool, *texts], threshold)
     pairs.sort(axis=1)
     pairs = pairs[pairs[:, 1] >= offset] - offset  # pairs of two pool texts do not matter
-    rejected_by_pool = set(pairs[pairs[:, 0] < 0, 1].tolist())
+    exempted = set(exempt)
+    rejected_by_pool = {
+        later
+        for earlier, later in pairs[pairs[:, 0] < 0].tolist()
+        if (earlier + offset, later) not in exempted
+    }
     similar: dict[int, list[int]] = {}
     for earlier, later in pairs[pairs[:, 0] >= 0].tolist():
         similar.setdefault(later, []).append(earlier)

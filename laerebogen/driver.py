@@ -1,42 +1,54 @@
-"""The driver: plans the recipe's stages over a run directory and continues where it stopped."""
+"""The driver: plans, submits, waits and decides; rerun it at any time to continue a run.
+
+Everything it knows is on disk. Per step it keeps ``<step>/jobs.json``, every submission with
+its job id, attempt and log, so a driver restarted after a crash or SIGKILL re-attaches to
+jobs still queued or running instead of submitting them again, and submits only shards that
+are neither finished nor running. A failed shard is resubmitted up to ``launch.max_retries``
+times per driver run; then the driver stops with a report naming the shards, their job ids
+and logs. Each driver run is a *session*: a rerun gets the full retry budget again.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
+
+import msgspec
 
 from laerebogen import __version__
-from laerebogen.config import Config, dump_config
-from laerebogen.errors import StoreError
+from laerebogen.config import Config
+from laerebogen.errors import LaerebogenError
+from laerebogen.launch import MERGE, JobState, Launcher, Submission, Task, make_launcher
+from laerebogen.merge import describe
+from laerebogen.plan import MergeResult, StepPlan, plan_first, read_merge, read_plan
+from laerebogen.run import start_run
 from laerebogen.seeds import SEED_STAGE, load_seeds, seed_examples
 from laerebogen.store import RunStore
 
-NOT_YET_IMPLEMENTED = (
-    "base generation",
-    "grammar correction",
-    "quality improvement",
-    "evolution",
-    "follow-ups",
-    "export",
-)
+LOG_TAIL_LINES = 3
 
 
-def start_run(config: Config, run_dir: Path) -> RunStore:
-    """Open the run directory, saving the configuration or checking it against the saved one."""
-    store = RunStore(run_dir)
-    text = dump_config(config)
-    saved = store.read_text("config.toml")
-    if saved is not None and saved != text:
-        raise StoreError(
-            f"{run_dir}: this run was started with another configuration "
-            f"(see {run_dir / 'config.toml'}); rerun with the same config or use a new --run"
-        )
-    if saved is None:
-        store.write_text("config.toml", text)
-    return store
+class RunFailedError(LaerebogenError):
+    """Jobs of a step failed more often than the retry budget allows."""
+
+
+class StepJobs(msgspec.Struct):
+    """Every submission of a step's jobs, oldest first."""
+
+    submissions: list[Submission] = []
+
+
+def jobs_file(step: str) -> str:
+    """Where a step's submissions are recorded."""
+    return f"{step}/jobs.json"
 
 
 def import_seeds(store: RunStore, seed_file: Path) -> str:
-    """Write the seed tasks as the run's first stage (once); returns what happened."""
+    """Keep a copy of the seed tasks in the run (once); returns what happened."""
     if store.is_done(SEED_STAGE, 0):
         return f"seeds: done already ({store.manifest(SEED_STAGE, 0).outputs} records)"
     tasks = load_seeds(seed_file)
@@ -46,10 +58,222 @@ def import_seeds(store: RunStore, seed_file: Path) -> str:
     return f"seeds: imported {manifest.outputs} records from {manifest.inputs} tasks ({seed_file})"
 
 
-def run_dataset(config: Config, run_dir: Path) -> None:
-    """Run every stage that exists in this version and say plainly what does not yet."""
+class StatusLine:
+    """A live line per step: a rewritten line on a terminal, else a line whenever it changes."""
+
+    def __init__(self, stream: TextIO, quiet_seconds: float = 60.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.quiet_seconds = quiet_seconds
+        self._last = ""
+        self._last_time = 0.0
+
+    def show(self, text: str, key: str) -> None:
+        """Show ``text``; off a terminal only when ``key`` changed or a while has passed."""
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+        elif key != self._last or now - self._last_time >= self.quiet_seconds:
+            self.stream.write(text + "\n")
+            self._last, self._last_time = key, now
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Finish the live line so the next output starts on a fresh line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._last = ""
+
+
+class Driver:
+    """Runs the recipe over one run directory with one launcher."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: RunStore,
+        launcher: Launcher,
+        *,
+        out: TextIO = sys.stderr,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.launcher = launcher
+        self.out = out
+        self.status = StatusLine(out)
+        self.poll_seconds = poll_seconds
+        self.session = uuid.uuid4().hex[:12]
+
+    def say(self, line: str) -> None:
+        """One line of progress for the user."""
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def run(self) -> None:
+        """Every step from the first unfinished one to the export."""
+        plan: StepPlan | None = plan_first(self.store, self.config)
+        while plan is not None:
+            result = read_merge(self.store, plan.step)
+            if result is None:
+                result = self.run_step(plan)
+            else:
+                self.say(f"{plan.step}: done already ({result.kept} records kept)")
+            plan = read_plan(self.store, result.next) if result.next else None
+
+    def run_step(self, plan: StepPlan) -> MergeResult:
+        """Run a step's shards, then its merge job; returns the merge result."""
+        start = time.monotonic()
+        shards = "shard" if plan.shards == 1 else "shards"
+        self.say(f"{plan.step}: {plan.inputs} inputs in {plan.shards} {shards} ({plan.stage})")
+        shards = list(range(plan.shards))
+        self.complete(plan, shards, lambda index: self.store.is_done(plan.step, index))
+        self.complete(plan, [MERGE], lambda _: read_merge(self.store, plan.step) is not None)
+        result = read_merge(self.store, plan.step)
+        assert result is not None
+        self.say(describe(result) + f" ({time.monotonic() - start:.0f} s)")
+        return result
+
+    def complete(self, plan: StepPlan, indices: Sequence[int], done: Callable[[int], bool]) -> None:
+        """Submit, re-attach and retry jobs until each of ``indices`` is done."""
+        jobs = self.store.read_state(jobs_file(plan.step), StepJobs) or StepJobs()
+        reported: set[str] = set()
+        tokens_at_start, clock = self._tokens(plan), time.monotonic()
+        while True:
+            remaining = [index for index in indices if not done(index)]
+            if not remaining:
+                self.status.end()
+                return
+            latest = {s.index: s for s in jobs.submissions}
+            watched = [latest[index] for index in remaining if index in latest]
+            states = self.launcher.states(watched)
+            active = {s.index for s in watched if states[s.job_id].active}
+            for submission in watched:
+                state = states[submission.job_id]
+                if state.active or submission.job_id in reported or done(submission.index):
+                    continue
+                reported.add(submission.job_id)
+                self._report_failure(plan, submission, state)
+            tries = {index: 0 for index in remaining}
+            for submission in jobs.submissions:
+                if submission.session == self.session and submission.index in tries:
+                    tries[submission.index] += 1
+            budget = 1 + self.config.launch.max_retries
+            waiting = [i for i in remaining if i not in active and tries[i] < budget]
+            exhausted = [i for i in remaining if i not in active and tries[i] >= budget]
+            if exhausted and not active and not waiting:
+                self.status.end()
+                raise RunFailedError(self.failure_report(plan, exhausted, jobs, states))
+            submit = waiting[: self.launcher.free_slots()]
+            if submit:
+                attempts = {s.index: s.attempt for s in jobs.submissions}
+                tasks = [
+                    Task(str(self.store.root), plan.step, index, attempts.get(index, -1) + 1)
+                    for index in submit
+                ]
+                jobs.submissions.extend(self.launcher.submit(tasks, self.session))
+                self.store.write_state(jobs_file(plan.step), jobs)
+                continue  # show the new jobs as running at once
+            self._show(
+                plan, indices, active, exhausted, tokens_at_start=tokens_at_start, clock=clock
+            )
+            if not self.launcher.synchronous:
+                time.sleep(self.poll_seconds)
+
+    def _report_failure(self, plan: StepPlan, submission: Submission, state: JobState) -> None:
+        task = Task(str(self.store.root), plan.step, submission.index, submission.attempt)
+        self.status.end()
+        self.say(
+            f"{task.label}: job {submission.job_id} ended without finishing ({state.detail}); "
+            f"log {submission.log}"
+        )
+
+    def _tokens(self, plan: StepPlan) -> int:
+        return sum(
+            self.store.progress(plan.step, index).completion_tokens for index in range(plan.shards)
+        )
+
+    def _show(
+        self,
+        plan: StepPlan,
+        indices: Sequence[int],
+        active: set[int],
+        failed: Sequence[int],
+        *,
+        tokens_at_start: int,
+        clock: float,
+    ) -> None:
+        if list(indices) == [MERGE]:
+            self.status.show(f"{plan.step}: merging", "merge")
+            return
+        progress = [self.store.progress(plan.step, index) for index in range(plan.shards)]
+        done = sum(p.done for p in progress)
+        records = sum(p.outputs for p in progress)
+        tokens = sum(p.completion_tokens for p in progress) - tokens_at_start
+        elapsed = time.monotonic() - clock
+        rate = tokens / elapsed if elapsed > 0 else 0.0
+        counts = f"{done}/{plan.shards} done, {len(active)} running, {len(failed)} failed"
+        self.status.show(
+            f"{plan.step}: shards {counts} | {records} records | {rate:.0f} tokens/s "
+            f"| {elapsed:.0f} s",
+            counts,
+        )
+
+    def failure_report(
+        self,
+        plan: StepPlan,
+        indices: Sequence[int],
+        jobs: StepJobs,
+        states: dict[str, JobState],
+    ) -> str:
+        """Which jobs failed, with their job ids, states, logs and the end of each log."""
+        budget = 1 + self.config.launch.max_retries
+        lines = [f"{plan.step}: {len(indices)} job(s) failed {budget} time(s); the run stopped."]
+        for index in indices:
+            mine = [s for s in jobs.submissions if s.index == index]
+            label = Task("", plan.step, index, 0).label
+            ids = ", ".join(s.job_id for s in mine[-budget:])
+            last = mine[-1]
+            detail = states.get(last.job_id, JobState(False, "ended")).detail
+            lines.append(f"  {label}: jobs {ids} (last: {detail}); log {last.log}")
+            lines += [f"    | {line}" for line in _tail(last.log)]
+        lines.append(
+            "Fix the cause and run the same command again: finished shards and committed "
+            "chunks are kept."
+        )
+        return "\n".join(lines)
+
+
+def _tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def run_dataset(
+    config: Config,
+    run_dir: Path,
+    executor: str | None = None,
+    out: TextIO = sys.stderr,
+) -> Path:
+    """Run (or continue) the whole recipe in ``run_dir``; returns the dataset's path."""
+    from laerebogen.export import export_dataset
+
     store = start_run(config, run_dir)
-    print(f"laerebogen {__version__}: run directory {run_dir} (config {config.name or 'custom'})")
-    print(import_seeds(store, config.seed_path()))
-    print("Not implemented yet in this version: " + ", ".join(NOT_YET_IMPLEMENTED) + ".")
-    print("No dataset was produced.")
+    name = executor or config.launch.executor
+    out.write(
+        f"laerebogen {__version__}: run directory {run_dir} (config {config.name or 'custom'}, "
+        f"executor {name})\n"
+    )
+    out.write(import_seeds(store, config.seed_path()) + "\n")
+    launcher = make_launcher(name, config, run_dir)
+    try:
+        Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds).run()
+    finally:
+        launcher.close()
+    path, count = export_dataset(store, config)
+    out.write(f"dataset: {count} conversations -> {path}\n")
+    return path

@@ -15,3 +15,7 @@ class StoreError(LaerebogenError):
 
 class CorruptShardError(StoreError):
     """A shard on disk does not match its manifest (truncated, altered or half-written)."""
+
+
+class InvariantError(LaerebogenError):
+    """Records were lost or duplicated between steps; the run stops rather than go on."""

@@ -8,6 +8,8 @@ Layout of a run::
     <run>/<stage>/shard-00007.rejects.msgpack.zst  rejections with reason codes
     <run>/<stage>/shard-00007.journal              commit log while the shard is being written
     <run>/<stage>/shard-00007.manifest.json        counts and sha256 of each file, written last
+    <run>/<stage>/merged/shard-00000.*             the stage's merged set, written by the merge job
+    <run>/<stage>/*.json                           state of the stage (plan, jobs, merge result)
 
 Record files are sequences of zstd frames, one per chunk, each a msgpack array of records
 (``zstd -dc`` shows them). A writer appends a chunk's frames, fsyncs them and then commits
@@ -28,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple, TypeVar
 
 import msgspec
 import zstandard
@@ -44,6 +46,7 @@ _STAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _DATA_SUFFIX = ".msgpack.zst"
 _REJECTS_SUFFIX = ".rejects.msgpack.zst"
 _MANIFEST_SUFFIX = ".manifest.json"
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 class FileDigest(msgspec.Struct, frozen=True):
@@ -75,6 +78,16 @@ class ShardManifest(msgspec.Struct, frozen=True):
     def rejected_total(self) -> int:
         """Number of rejections over all reasons."""
         return sum(self.rejected.values())
+
+
+class ShardProgress(NamedTuple):
+    """Committed progress of one output shard, for status displays."""
+
+    done: bool
+    inputs: int
+    outputs: int
+    rejected: int
+    completion_tokens: int
 
 
 class _JournalEntry(msgspec.Struct, frozen=True):
@@ -472,6 +485,61 @@ class RunStore:
             ShardPaths.of_file(path).index for path in directory.glob(f"shard-*{_MANIFEST_SUFFIX}")
         )
 
+    def merged_paths(self, stage: str) -> ShardPaths:
+        """Files of the merged set of ``stage`` (kept records and the merge's rejections)."""
+        return ShardPaths(self.stage_dir(stage) / "merged", 0)
+
+    def open_merged(self, stage: str) -> ShardWriter:
+        """A resumable writer for the merged set of ``stage``."""
+        return ShardWriter(self.merged_paths(stage), stage)
+
+    def merged_manifest(self, stage: str) -> ShardManifest | None:
+        """The manifest of the merged set of ``stage``, or None before the merge finished."""
+        return load_manifest(self.merged_paths(stage))
+
+    def read_merged(self, stage: str) -> Iterator[Example]:
+        """The verified records of the merged set of ``stage``."""
+        return self._read_verified(self.merged_paths(stage), "data", Example)
+
+    def read_merge_rejects(self, stage: str) -> Iterator[Rejection]:
+        """The verified rejections of the merge of ``stage``."""
+        return self._read_verified(self.merged_paths(stage), "rejects", Rejection)
+
+    def progress(self, stage: str, index: int) -> ShardProgress:
+        """How far output shard ``index`` got: its manifest's counts or its committed chunks.
+
+        Reads without locking, so a status display never disturbs a running writer.
+        """
+        paths = self.output_paths(stage, index)
+        manifest = load_manifest(paths)
+        if manifest is not None:
+            return ShardProgress(
+                True,
+                manifest.inputs,
+                manifest.outputs,
+                manifest.rejected_total,
+                manifest.completion_tokens,
+            )
+        progress = ShardProgress(False, 0, 0, 0, 0)
+        try:
+            raw = paths.journal.read_bytes()
+        except FileNotFoundError:
+            return progress
+        decoder = msgspec.json.Decoder(_JournalEntry)
+        for line in raw.splitlines():
+            try:
+                entry = decoder.decode(line)
+            except msgspec.DecodeError:
+                break
+            progress = ShardProgress(
+                False,
+                progress.inputs + len(entry.inputs),
+                progress.outputs + entry.outputs,
+                progress.rejected + sum(entry.rejected.values()),
+                progress.completion_tokens + entry.completion_tokens,
+            )
+        return progress
+
     def read_records(self, stage: str, index: int) -> Iterator[Example]:
         """The verified output records of a finished shard."""
         return self._read_verified(self.output_paths(stage, index), "data", Example)
@@ -534,6 +602,38 @@ class RunStore:
         """Atomically write a run-level text file (config, state, reports)."""
         path = self.root / relative
         atomic_write(path, text.encode("utf-8"))
+        return path
+
+    def write_state(self, relative: str, state: msgspec.Struct) -> Path:
+        """Atomically write a run-level state Struct as JSON (plans, jobs, merge results)."""
+        path = self.root / relative
+        atomic_write(path, msgspec.json.format(msgspec.json.encode(state)) + b"\n")
+        return path
+
+    def read_state(self, relative: str, kind: type[T]) -> T | None:
+        """A state Struct written by :meth:`write_state`, or None when there is none yet."""
+        try:
+            raw = (self.root / relative).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except msgspec.DecodeError as error:
+            raise StoreError(f"{self.root / relative}: unreadable state ({error})") from None
+
+    def write_lines(self, relative: str, lines: Iterable[bytes]) -> Path:
+        """Atomically write a run-level file of lines (an export), streaming them to disk."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            for line in lines:
+                handle.write(line)
+                handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
         return path
 
     def read_text(self, relative: str) -> str | None:

@@ -1,0 +1,131 @@
+"""The shard runner: the one function every executor calls for one shard of one step.
+
+A SLURM array task, a local subprocess, the in-process debug executor and
+``laerebogen shard --run DIR --stage STEP --index I`` all run :func:`run_shard`. It reads the
+shard's inputs, skips those a killed earlier run already committed, drives the stage over the
+rest chunk by chunk (one chunk = ``engine.chunk_size`` inputs, committed through the store
+before the next starts) and finishes with the manifest. A finished shard is a no-op, and the
+engine is started only when there is work, so re-running a done shard costs nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from laerebogen.errors import StoreError
+from laerebogen.plan import read_plan
+from laerebogen.run import run_config
+from laerebogen.stages import build_stage
+from laerebogen.stages.core import Context, drive
+from laerebogen.store import RunStore, ShardManifest
+
+if TYPE_CHECKING:
+    from laerebogen.config import Config
+    from laerebogen.engine import Engine
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class EngineCache:
+    """Engines kept across shards of one process (the debug executor), one per model.
+
+    Each shard of a subprocess or array task starts its own engine instead, so vLLM's memory
+    is freed when the shard ends.
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[tuple[str, object], Engine] = {}
+
+    def get(self, config: Config, role: str) -> Engine:
+        """The loaded engine of ``role``'s model, started on first use."""
+        from laerebogen.engine import Engine
+
+        model = getattr(config.models, role)
+        key = (str(config.model_path(role)), model)  # type: ignore[arg-type]
+        if key not in self._engines:
+            engine = Engine.from_config(config, role)  # type: ignore[arg-type]
+            engine.load()
+            self._engines[key] = engine
+        return self._engines[key]
+
+    def close(self) -> None:
+        """Shut every engine down."""
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+
+def run_shard(
+    run_dir: Path,
+    step: str,
+    index: int,
+    *,
+    attempt: int = 0,
+    engines: EngineCache | None = None,
+    log: Log = _stderr,
+) -> ShardManifest:
+    """Run shard ``index`` of ``step`` to its manifest, resuming after its last chunk."""
+    store = RunStore(run_dir)
+    if store.is_done(step, index):
+        manifest = store.manifest(step, index)
+        log(f"{step} shard {index}: done already ({manifest.outputs} records)")
+        return manifest
+    plan = read_plan(store, step)
+    if plan is None:
+        raise StoreError(f"{run_dir}: step {step!r} is not planned (no {step}/plan.json)")
+    if not 0 <= index < plan.shards:
+        raise StoreError(f"{step} has shards 0-{plan.shards - 1}, not {index}")
+    config = run_config(store)
+    stage = build_stage(plan.stage, config)
+    inputs = list(store.read_inputs(step, index))
+    own = EngineCache() if engines is None else engines
+    try:
+        with store.open_shard(step, index) as writer:
+            pending = list(writer.pending(inputs))
+            if writer.chunks:
+                log(f"{step} shard {index}: resuming after {writer.chunks} committed chunks")
+            if pending:
+                engine = own.get(config, stage.role)
+                context = Context(
+                    run_seed=config.seed,
+                    round=plan.round,
+                    shard=index,
+                    attempt=attempt,
+                    model=engine.name,
+                )
+                size = config.engine.chunk_size
+                done, records, tokens, start = len(inputs) - len(pending), 0, 0, time.monotonic()
+                for first in range(0, len(pending), size):
+                    chunk = pending[first : first + size]
+                    outcomes, funnel = drive(stage, chunk, context, engine.generate)
+                    writer.write_chunk(
+                        [record for outcome in outcomes for record in outcome.records],
+                        [rejection for outcome in outcomes for rejection in outcome.rejections],
+                        [record.id for record in chunk],
+                        prompt_tokens=funnel.prompt_tokens,
+                        completion_tokens=funnel.completion_tokens,
+                    )
+                    done, records = done + len(chunk), records + funnel.records
+                    tokens += funnel.completion_tokens
+                    rate = tokens / max(time.monotonic() - start, 1e-9)
+                    log(
+                        f"{step} shard {index}: {done}/{len(inputs)} inputs, {records} records, "
+                        f"{rate:.0f} tokens/s"
+                    )
+            manifest = writer.finish()
+    finally:
+        if engines is None:
+            own.close()
+    log(
+        f"{step} shard {index}: finished, {manifest.inputs} inputs -> {manifest.outputs} "
+        f"records, {manifest.rejected_total} rejections"
+    )
+    return manifest
