@@ -309,8 +309,10 @@ start_mariadb() {
     running_pid mariadb >/dev/null && return 0
     say "starting mariadb"
     # Packages cannot start services here (policy-rc.d), so the init script is called directly;
-    # its output goes to a log so mysqld_safe does not hold a caller's pipe open.
-    /etc/init.d/mariadb start </dev/null >>"$(log_of mariadb)" 2>&1 ||
+    # its output goes to a log so mysqld_safe does not hold a caller's pipe open, and it runs in
+    # its own session: unlike the SLURM daemons, mysqld_safe does not detach, and would die with
+    # the caller's process group (a CI step, a terminal).
+    setsid /etc/init.d/mariadb start </dev/null >>"$(log_of mariadb)" 2>&1 ||
         die_with_log "mariadb did not start" "$(log_of mariadb)"
     wait_for "mariadb to answer" "$(log_of mariadb)" mariadb_answers
     record_started mariadb
@@ -457,7 +459,7 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local daemon pid state usable=0
+    local daemon pid state usable=0 missing=0
     for daemon in "${DAEMONS[@]}"; do
         if pid="$(running_pid "$daemon")"; then
             if started_by_us "$daemon"; then
@@ -467,13 +469,14 @@ cmd_status() {
             fi
         else
             echo "$daemon: not running"
+            missing=1
         fi
     done
     state="$(node_state)"
     echo "node $NODE: ${state:-unknown}"
     echo "MaxArraySize: $(live_max_array_size)"
     case "$state" in idle | mixed | allocated | completing) usable=1 ;; esac
-    ((usable))
+    ((usable && !missing))
 }
 
 main() {
