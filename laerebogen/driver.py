@@ -139,10 +139,12 @@ class Driver:
         """Submit, re-attach and retry jobs until each of ``indices`` is done."""
         jobs = self.store.read_state(jobs_file(plan.step), StepJobs) or StepJobs()
         reported: set[str] = set()
-        tokens_at_start, clock = self._tokens(plan), time.monotonic()
+        tokens, clock = self._tokens(plan), time.monotonic()
         while True:
             remaining = [index for index in indices if not done(index)]
             if not remaining:
+                if indices != [MERGE]:
+                    self._show(plan, indices, set(), [], tokens_at_start=tokens, clock=clock)
                 self.status.end()
                 return
             latest = {s.index: s for s in jobs.submissions}
@@ -175,9 +177,7 @@ class Driver:
                 jobs.submissions.extend(self.launcher.submit(tasks, self.session))
                 self.store.write_state(jobs_file(plan.step), jobs)
                 continue  # show the new jobs as running at once
-            self._show(
-                plan, indices, active, exhausted, tokens_at_start=tokens_at_start, clock=clock
-            )
+            self._show(plan, indices, active, exhausted, tokens_at_start=tokens, clock=clock)
             if not self.launcher.synchronous:
                 time.sleep(self.poll_seconds)
 

@@ -74,12 +74,13 @@ class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     detail: str = ""
 
 
-def sampling_seed(run_seed: int, stage: str, round: int, record_id: str, attempt: int) -> int:
+def sampling_seed(run_seed: int, stage: str, round: int, record_id: str) -> int:
     """The sampling seed of one request: distinct per request, identical in every rerun.
 
     A hash rather than a counter, so the seed does not depend on how records were split
-    into shards or on the order in which shards ran.
+    into shards, on the order in which shards ran, or on how often a shard was retried: a
+    run gives the same samples whatever failed on the way.
     """
-    key = f"{run_seed}\x1f{stage}\x1f{round}\x1f{record_id}\x1f{attempt}".encode()
+    key = f"{run_seed}\x1f{stage}\x1f{round}\x1f{record_id}".encode()
     digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "big") >> (64 - SEED_BITS)

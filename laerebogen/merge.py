@@ -132,6 +132,9 @@ def write_merged(store: RunStore, config: Config, plan: StepPlan, log: Log) -> N
         log(f"{plan.step}: deduplicating against {len(pool)} earlier records")
         deduplicate(records, rejections, pool, config.filters.rouge_threshold)
     with store.open_merged(plan.step) as writer:
+        if writer.chunks:  # a merge killed while writing: it is deterministic, so redo it
+            log(f"{plan.step}: discarding {writer.chunks} chunks of an unfinished merge")
+            writer.discard()
         for first in range(0, len(records), INPUT_CHUNK_SIZE):
             chunk = range(first, min(first + INPUT_CHUNK_SIZE, len(records)))
             writer.write_chunk(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +32,35 @@ def tiny_engine(tiny_config: Config) -> Iterator[Engine]:
     """The real engine (vLLM CPU) on the tiny model, started once (about 15 s)."""
     with Engine.from_config(tiny_config, "base") as engine:
         yield engine
+
+
+# The whole recipe, small: 5 one-prompt shards in the first generation round (more than the
+# test cluster's MaxArraySize of 4, so SLURM splits the array), two grammar shards (an array),
+# one evolution generation, and every other step in one shard.
+RECIPE = (
+    "generation.first_round_prompts=5",
+    "generation.prompts_per_shard=1",
+    "generation.target=3",
+    "generation.max_rounds=2",
+    "grammar.records_per_shard=2",
+    "quality.records_per_shard=16",
+    "evolution.generations=1",
+    "evolution.records_per_shard=16",
+    "followups.records_per_shard=16",
+)
+
+
+@pytest.fixture(scope="session")
+def recipe_overrides(tiny_model_dir: Path) -> list[str]:
+    """``--set`` overrides of the small recipe on the session's tiny model."""
+    return [f"model_dir={str(tiny_model_dir.parent)!r}", *RECIPE]
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory, recipe_overrides: list[str]) -> Path:
+    """The small recipe run once with the debug executor: what other executors must match."""
+    from laerebogen.driver import run_dataset
+
+    run = tmp_path_factory.mktemp("reference") / "run"
+    run_dataset(load_config("tiny", recipe_overrides), run, "debug", out=io.StringIO())
+    return run

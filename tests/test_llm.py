@@ -18,22 +18,21 @@ from laerebogen.records import Message
 
 
 def test_sampling_seed_is_stable_and_distinct_per_component() -> None:
-    base = sampling_seed(7, "generation", 1, "abc", 0)
-    assert base == sampling_seed(7, "generation", 1, "abc", 0)
+    base = sampling_seed(7, "generation", 1, "abc")
+    assert base == sampling_seed(7, "generation", 1, "abc")
     variants = {
-        sampling_seed(8, "generation", 1, "abc", 0),
-        sampling_seed(7, "evolution", 1, "abc", 0),
-        sampling_seed(7, "generation", 2, "abc", 0),
-        sampling_seed(7, "generation", 1, "abd", 0),
-        sampling_seed(7, "generation", 1, "abc", 1),
+        sampling_seed(8, "generation", 1, "abc"),
+        sampling_seed(7, "evolution", 1, "abc"),
+        sampling_seed(7, "generation", 2, "abc"),
+        sampling_seed(7, "generation", 1, "abd"),
     }
-    assert base not in variants and len(variants) == 5
+    assert base not in variants and len(variants) == 4
     # Fields are separated, so shifting text between them does not collide.
-    assert sampling_seed(7, "gen", 11, "x", 0) != sampling_seed(7, "gen1", 1, "x", 0)
+    assert sampling_seed(7, "gen", 11, "x") != sampling_seed(7, "gen1", 1, "x")
 
 
 def test_sampling_seeds_fit_in_63_bits_and_do_not_collide_over_many_records() -> None:
-    seeds = {sampling_seed(0, "generation", 0, f"record-{i}", 0) for i in range(100_000)}
+    seeds = {sampling_seed(0, "generation", 0, f"record-{i}") for i in range(100_000)}
     assert len(seeds) == 100_000
     assert all(0 <= seed < 2**SEED_BITS for seed in seeds)
 

@@ -47,9 +47,10 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
     def seed(self, stage: str, record_id: str, call: str = "", retry: int = 0) -> int:
         """The sampling seed of one call: ``call`` names it within the record's work and
-        ``retry`` counts its retries there; the shard's attempt is a separate component."""
+        ``retry`` counts its retries there. The shard's attempt is left out: a retried shard
+        reproduces the samples of the attempt it replaces."""
         key = f"{record_id}/{call}/{retry}" if call or retry else record_id
-        return sampling_seed(self.run_seed, stage, self.round, key, self.attempt)
+        return sampling_seed(self.run_seed, stage, self.round, key)
 
     def step(self, stage: str, seed: int | None = None, note: str = "") -> Step:
         """The provenance step of a record made or changed here."""

@@ -1,0 +1,183 @@
+"""The driver with the debug and local executors: the whole recipe, reruns, retries, reports."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from laerebogen.config import load_config
+from laerebogen.driver import RunFailedError, run_dataset
+from laerebogen.plan import read_merge
+from laerebogen.records import Example
+from laerebogen.store import RunStore
+from tests.recipe_checks import (
+    MERGE,
+    check_no_record_lost_or_duplicated,
+    dataset_lines,
+    shard_submissions,
+    steps_of,
+    submissions,
+)
+
+RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups"]
+
+
+def laerebogen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The CLI as users run it, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "laerebogen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def sets(overrides: list[str]) -> list[str]:
+    """``--set`` arguments for ``overrides``."""
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> None:
+    steps = steps_of(reference_run)
+    assert steps[0] == "generation-01" and steps[-len(RECIPE_STEPS) :] == RECIPE_STEPS
+    check_no_record_lost_or_duplicated(reference_run)
+    store = RunStore(reference_run)
+    conversations = dataset_lines(reference_run)
+    final: list[Example] = list(store.read_merged("followups"))
+    assert len(conversations) == len(final) > 0
+    for line, record in zip(conversations, final, strict=True):
+        roles = [message["role"] for message in line["messages"]]
+        assert roles[:2] == ["user", "assistant"] and len(roles) % 2 == 0
+        assert line["messages"][0]["content"] == record.first_user_message()
+        stages = [step.stage for step in record.provenance.steps]
+        assert stages[0] == "generation" and stages[-1] == "followups"
+        assert all(step.model == "tiny" for step in record.provenance.steps)
+    # Follow-ups read every generation kept, shuffled together.
+    pool = [r.id for r in store.read_merged("quality")] + [
+        r.id for r in store.read_merged("evolution-01")
+    ]
+    followup_inputs = [r.id for r in store.read_inputs("followups", 0)]
+    assert sorted(followup_inputs) == sorted(pool)
+
+
+def test_rerunning_a_finished_run_submits_nothing_and_keeps_the_dataset(
+    reference_run: Path, recipe_overrides: list[str]
+) -> None:
+    before = (reference_run / "dataset.jsonl").read_bytes()
+    jobs = {step: submissions(reference_run, step) for step in steps_of(reference_run)}
+    out = io.StringIO()
+    run_dataset(load_config("tiny", recipe_overrides), reference_run, "debug", out=out)
+    assert all(submissions(reference_run, step) == jobs[step] for step in jobs)
+    assert (reference_run / "dataset.jsonl").read_bytes() == before
+    for step in jobs:
+        assert f"{step}: done already" in out.getvalue()
+
+
+def test_local_executor_gives_the_same_dataset_as_the_debug_one(
+    tmp_path: Path, recipe_overrides: list[str], reference_run: Path
+) -> None:
+    """Also sharded differently: samples depend on records, not on shards."""
+    run = tmp_path / "run"
+    result = laerebogen(
+        "dataset", "--config", "tiny", "--run", str(run), "--executor", "local",
+        *sets([*recipe_overrides, "generation.prompts_per_shard=3"]),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(run / "dataset.jsonl")
+    assert (run / "dataset.jsonl").read_bytes() == (reference_run / "dataset.jsonl").read_bytes()
+    check_no_record_lost_or_duplicated(run)
+    assert "generation-01: shards 2/2 done, 0 running, 0 failed" in result.stderr
+    for step in steps_of(run):
+        merge = shard_submissions(run, step, MERGE)
+        assert len(merge) == 1 and Path(merge[0]["log"]).is_file(), step
+        assert merge[0]["job_id"].startswith("pid-")
+
+
+GENERATION_ONLY = (
+    "generation.first_round_prompts=1",
+    "evolution.generations=0",
+    "followups.turns=0",
+    "grammar.enabled=false",
+    "quality.enabled=false",
+)
+
+
+def hold_journal(run: Path, step: str, index: int) -> BinaryIO:
+    """Lock a shard's journal as a running writer would: its jobs fail until released."""
+    journal = run / step / f"shard-{index:05d}.journal"
+    journal.parent.mkdir(parents=True)
+    handle = open(journal, "a+b")  # noqa: SIM115 (held by the test)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def release_after_first_failure(run: Path, step: str, handle: BinaryIO) -> threading.Thread:
+    """Release a held journal once the first job of the shard has failed on it."""
+
+    def wait_and_release() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tried = shard_submissions(run, step, 0) if (run / step / "jobs.json").exists() else []
+            log = Path(tried[0]["log"]) if tried else None
+            if log and log.is_file() and "being written by another process" in log.read_text():
+                break
+            time.sleep(0.2)
+        handle.close()
+
+    thread = threading.Thread(target=wait_and_release, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_shard_failing_every_time_stops_the_driver_with_a_report(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    """After the report, the same command finishes the run: the retry budget is per run."""
+    run = tmp_path / "run"
+    config = load_config("tiny", [*recipe_overrides, *GENERATION_ONLY, "launch.max_retries=1"])
+    held = hold_journal(run, "generation-01", 0)
+    with pytest.raises(RunFailedError) as failure:
+        run_dataset(config, run, "local", out=io.StringIO())
+    report = str(failure.value)
+    tried = shard_submissions(run, "generation-01", 0)
+    assert len(tried) == 2 and [s["attempt"] for s in tried] == [0, 1]
+    assert "generation-01: 1 job(s) failed 2 time(s)" in report
+    assert f"generation-01 shard 0: jobs {tried[0]['job_id']}, {tried[1]['job_id']}" in report
+    assert tried[1]["log"] in report and "being written by another process" in report
+    assert "run the same command again" in report
+    assert read_merge(RunStore(run), "generation-01") is None
+    held.close()
+    run_dataset(config, run, "local", out=io.StringIO())
+    again = shard_submissions(run, "generation-01", 0)
+    assert len(again) == 3 and again[2]["session"] != tried[1]["session"]
+    assert (run / "dataset.jsonl").is_file()
+    check_no_record_lost_or_duplicated(run)
+
+
+def test_a_shard_failing_once_is_retried_and_the_run_finishes(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    run = tmp_path / "run"
+    config = load_config("tiny", [*recipe_overrides, *GENERATION_ONLY, "launch.max_retries=1"])
+    releaser = release_after_first_failure(
+        run, "generation-01", hold_journal(run, "generation-01", 0)
+    )
+    out = io.StringIO()
+    run_dataset(config, run, "local", out=out)
+    releaser.join()
+    tried = shard_submissions(run, "generation-01", 0)
+    assert len(tried) == 2 and tried[0]["session"] == tried[1]["session"]
+    assert f"generation-01 shard 0: job {tried[0]['job_id']} ended without finishing" in (
+        out.getvalue()
+    )
+    assert (run / "dataset.jsonl").is_file()
+    check_no_record_lost_or_duplicated(run)
