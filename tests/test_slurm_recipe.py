@@ -1,0 +1,152 @@
+"""The recipe on the real local SLURM cluster: submitit arrays, merge jobs, failures, resumes.
+
+The test cluster's MaxArraySize is small (4, see the Makefile), so the first generation
+round's 5 shards go out as two arrays.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from laerebogen.store import RunStore
+from tests.recipe_checks import (
+    MERGE,
+    check_no_record_lost_or_duplicated,
+    shard_submissions,
+    steps_of,
+)
+from tests.slurm_cluster import SlurmCluster
+from tests.test_driver import GENERATION_ONLY, release_after_first_failure, sets
+
+DRIVER_TIMEOUT = 600
+
+
+def start_driver(run: Path, overrides: list[str], log: Path) -> subprocess.Popen[str]:
+    """``laerebogen dataset --executor slurm`` in the background, its output in ``log``."""
+    command = [
+        sys.executable, "-m", "laerebogen", "dataset", "--config", "tiny", "--run", str(run),
+        "--executor", "slurm", *sets(overrides),
+    ]  # fmt: skip
+    handle = open(log, "a")  # noqa: SIM115 (the process owns it)
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout: float = 300) -> None:
+    """Poll ``condition`` until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def recorded(run: Path, step: str) -> list[dict]:
+    """The step's submissions so far (none before the driver wrote them)."""
+    path = run / step / "jobs.json"
+    return json.loads(path.read_text())["submissions"] if path.exists() else []
+
+
+def squeue_states() -> dict[str, str]:
+    """Queued and running jobs, one line per array task."""
+    output = subprocess.run(
+        ["squeue", "--me", "--array", "--noheader", "--format=%i|%T"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("|", 1) for line in output.splitlines())
+
+
+def test_slurm_recipe_survives_a_killed_driver_and_a_cancelled_array_task(
+    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str], reference_run: Path
+) -> None:
+    assert slurm_cluster.max_array_size == 4
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    overrides = [*recipe_overrides, "launch.max_retries=0"]
+    first = start_driver(run, overrides, log)
+    # The driver dies (SIGKILL) while generation-01's jobs are queued or running.
+    wait_for("the first round's 5 shards", lambda: len(recorded(run, "generation-01")) == 5)
+    first.kill()
+    first.wait()
+    launched = recorded(run, "generation-01")
+    arrays = [s["job_id"].split("_")[0] for s in launched]
+    assert len(set(arrays)) == 2 and arrays.count(arrays[0]) == 4  # windows of 4 and 1
+    assert not all(RunStore(run).is_done("generation-01", i) for i in range(5))
+    # A new driver re-attaches to those jobs, then a grammar array task is cancelled mid-run.
+    second = start_driver(run, overrides, log)
+    wait_for("grammar's array", lambda: len(recorded(run, "grammar")) == 2)
+    cancelled = shard_submissions(run, "grammar", 1)[0]["job_id"]
+    wait_for("the task to run", lambda: squeue_states().get(cancelled) == "RUNNING")
+    subprocess.run(["scancel", cancelled], check=True)
+    assert second.wait(timeout=DRIVER_TIMEOUT) == 2
+    output = log.read_text()
+    assert f"grammar shard 1: job {cancelled} ended without finishing (CANCELLED" in output
+    assert "grammar: 1 job(s) failed 1 time(s); the run stopped." in output
+    assert f"log {run}/logs/grammar/{cancelled}_0_log.err" in output
+    assert recorded(run, "generation-01")[:5] == launched
+    assert len(shard_submissions(run, "generation-01", MERGE)) == 1
+    # The same command finishes the run.
+    third = start_driver(run, overrides, log)
+    assert third.wait(timeout=DRIVER_TIMEOUT) == 0, log.read_text()[-3000:]
+    assert [len(shard_submissions(run, "generation-01", i)) for i in range(5)] == [1] * 5
+    assert len(shard_submissions(run, "grammar", 1)) == 2
+    check_no_record_lost_or_duplicated(run)
+    assert steps_of(run) == steps_of(reference_run)
+    assert (run / "dataset.jsonl").read_bytes() == (reference_run / "dataset.jsonl").read_bytes()
+
+
+def test_slurm_retries_a_failed_array_task(
+    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    journal = run / "generation-01" / "shard-00000.journal"
+    journal.parent.mkdir(parents=True)
+    held = open(journal, "a+b")  # noqa: SIM115 (released by the helper thread)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    releaser = release_after_first_failure(run, "generation-01", held)
+    overrides = [*recipe_overrides, *GENERATION_ONLY, "launch.max_retries=1"]
+    driver = start_driver(run, overrides, log)
+    assert driver.wait(timeout=DRIVER_TIMEOUT) == 0, log.read_text()[-3000:]
+    releaser.join()
+    tried = shard_submissions(run, "generation-01", 0)
+    assert len(tried) == 2 and tried[0]["session"] == tried[1]["session"]
+    assert f"job {tried[0]['job_id']} ended without finishing (FAILED" in log.read_text()
+    check_no_record_lost_or_duplicated(run)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="requeueing needs a SLURM operator (root here)")
+def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
+    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    """What a time limit or preemption does: submitit's USR2, requeue, resume."""
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    overrides = [
+        *recipe_overrides, *GENERATION_ONLY, "generation.first_round_prompts=16",
+        "generation.prompts_per_shard=16", "engine.chunk_size=1", "launch.max_retries=0",
+    ]  # fmt: skip
+    driver = start_driver(run, overrides, log)
+    journal = run / "generation-01" / "shard-00000.journal"
+
+    def committed() -> int:
+        return journal.read_bytes().count(b"\n") if journal.exists() else 0
+
+    wait_for("two committed chunks", lambda: committed() >= 2)
+    job = shard_submissions(run, "generation-01", 0)[0]["job_id"]
+    subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", job], check=True)
+    # SLURM holds a requeued job back for a while; let it start again at once.
+    wait_for("the requeue", lambda: squeue_states().get(job) in ("PENDING", "RUNNING", None))
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+    assert driver.wait(timeout=DRIVER_TIMEOUT) == 0, log.read_text()[-3000:]
+    assert len(shard_submissions(run, "generation-01", 0)) == 1  # requeued, not resubmitted
+    shard_log = Path(shard_submissions(run, "generation-01", 0)[0]["log"]).read_text()
+    assert "resuming after" in shard_log
+    assert RunStore(run).manifest("generation-01", 0).inputs == 16
+    check_no_record_lost_or_duplicated(run)
