@@ -78,12 +78,12 @@ def run_shard(
         manifest = store.manifest(step, index)
         log(f"{step} shard {index}: done already ({manifest.outputs} records)")
         return manifest
+    config = run_config(store)
     plan = read_plan(store, step)
     if plan is None:
         raise StoreError(f"{run_dir}: step {step!r} is not planned (no {step}/plan.json)")
     if not 0 <= index < plan.shards:
         raise StoreError(f"{step} has shards 0-{plan.shards - 1}, not {index}")
-    config = run_config(store)
     stage = build_stage(plan.stage, config)
     inputs = list(store.read_inputs(step, index))
     own = EngineCache() if engines is None else engines

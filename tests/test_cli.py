@@ -87,19 +87,28 @@ def test_inspect_of_a_truncated_shard_is_a_one_line_error(tmp_path: Path) -> Non
     )
 
 
-def test_dataset_saves_the_config_and_refuses_another_one_for_the_same_run(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    first = cli("dataset", "--config", "tiny", "--run", str(run))
-    assert first.returncode == 0, first.stderr
+def test_dataset_saves_the_config_and_refuses_another_recipe_for_the_same_run(
+    tmp_path: Path,
+) -> None:
+    """Where the work runs may change between reruns; what it makes may not."""
+    run, models = tmp_path / "run", tmp_path / "no-models"
+    model_dir = f"--set=model_dir={str(models)!r}"
+    first = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", model_dir)
+    assert first.returncode == 2
+    assert "laerebogen model tiny" in first.stderr and "Traceback" not in first.stderr
     assert tomllib.loads((run / "config.toml").read_text())["name"] == "tiny"
-    assert "seeds: imported 176 records from 176 tasks" in first.stdout
-    assert "No dataset was produced." in first.stdout
+    assert "seeds: imported 176 records from 176 tasks" in first.stderr
     assert RunStore(run).manifest("seeds", 0).outputs == 176
-    again = cli("dataset", "--config", "tiny", "--run", str(run))
-    assert again.returncode == 0, again.stderr
-    assert "seeds: done already (176 records)" in again.stdout
-    other = cli("dataset", "--config", "tiny", "--run", str(run), "--set", "seed=99")
+    moved = cli(
+        "dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", model_dir,
+        "--set", "slurm.partition='gpu'", "--set", "launch.max_retries=5",
+    )  # fmt: skip
+    assert "seeds: done already (176 records)" in moved.stderr
+    assert "another configuration" not in moved.stderr
+    other = cli("dataset", "--config", "tiny", "--run", str(run), model_dir, "--set", "seed=99")
     assert other.returncode == 2 and "another configuration" in other.stderr
+    wrong = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "cloud")
+    assert wrong.returncode == 2 and "--executor must be slurm, local or debug" in wrong.stderr
 
 
 def test_stage_preview_prints_each_stages_first_prompt_without_a_model() -> None:

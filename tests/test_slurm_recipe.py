@@ -142,11 +142,12 @@ def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
     job = shard_submissions(run, "generation-01", 0)[0]["job_id"]
     subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", job], check=True)
     # SLURM holds a requeued job back for a while; let it start again at once.
-    wait_for("the requeue", lambda: squeue_states().get(job) in ("PENDING", "RUNNING", None))
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+    shard_log = Path(shard_submissions(run, "generation-01", 0)[0]["log"])
+    wait_for("the requeue", lambda: "DUE TO JOB REQUEUE" in shard_log.read_text())
+    wait_for("the requeued job to wait", lambda: squeue_states().get(job) == "PENDING")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     assert driver.wait(timeout=DRIVER_TIMEOUT) == 0, log.read_text()[-3000:]
     assert len(shard_submissions(run, "generation-01", 0)) == 1  # requeued, not resubmitted
-    shard_log = Path(shard_submissions(run, "generation-01", 0)[0]["log"]).read_text()
-    assert "resuming after" in shard_log
+    assert "resuming after" in shard_log.read_text()
     assert RunStore(run).manifest("generation-01", 0).inputs == 16
     check_no_record_lost_or_duplicated(run)

@@ -1,0 +1,86 @@
+"""``laerebogen shard``: exactly what an array task runs, resumed after SIGKILL, no-op when done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from laerebogen.config import load_config
+from laerebogen.plan import plan_first
+from laerebogen.run import start_run
+from laerebogen.store import RunStore
+from tests.test_driver import laerebogen
+
+STEP = "generation-01"
+
+
+def planned_run(tmp_path: Path, recipe_overrides: list[str], *extra: str) -> Path:
+    """A run whose first generation round is planned and not started."""
+    run = tmp_path / "run"
+    config = load_config("tiny", [*recipe_overrides, *extra])
+    plan_first(start_run(config, run), config)
+    return run
+
+
+def test_a_killed_shard_resumes_after_its_last_committed_chunk(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    run = planned_run(
+        tmp_path,
+        recipe_overrides,
+        "generation.first_round_prompts=12",
+        "generation.prompts_per_shard=12",
+        "engine.chunk_size=1",
+    )
+    journal = run / STEP / "shard-00000.journal"
+    command = [sys.executable, "-m", "laerebogen", "shard", "--run", str(run), "--stage", STEP]
+    shard = subprocess.Popen(
+        [*command, "--index", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the engine's worker processes die with it
+    )
+    deadline = time.monotonic() + 300
+    while not (journal.exists() and journal.read_bytes().count(b"\n") >= 3):
+        assert shard.poll() is None and time.monotonic() < deadline, "no chunk committed"
+        time.sleep(0.05)
+    os.killpg(shard.pid, signal.SIGKILL)
+    shard.wait()
+    store = RunStore(run)
+    assert not store.is_done(STEP, 0)
+    committed = journal.read_bytes().count(b"\n")
+    data = (run / STEP / "shard-00000.msgpack.zst").read_bytes()
+    resumed = laerebogen("shard", "--run", str(run), "--stage", STEP, "--index", "0")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after {committed} committed chunks" in resumed.stderr
+    manifest = store.manifest(STEP, 0)
+    assert manifest.inputs == 12 and manifest.chunks == 12
+    assert (run / STEP / "shard-00000.msgpack.zst").read_bytes().startswith(data)
+    ids = [record.id for record in store.read_records(STEP, 0)]
+    assert len(ids) == len(set(ids)) == manifest.outputs
+    # A finished shard is a no-op: no engine, no file touched.
+    before = {path: path.stat().st_mtime_ns for path in (run / STEP).iterdir()}
+    again = laerebogen("shard", "--run", str(run), "--stage", STEP, "--index", "0", timeout=60)
+    assert again.returncode == 0 and "done already" in again.stderr
+    assert "vllm" not in again.stderr.lower()
+    assert {path: path.stat().st_mtime_ns for path in (run / STEP).iterdir()} == before
+
+
+def test_shard_errors_are_one_line(tmp_path: Path, recipe_overrides: list[str]) -> None:
+    run = planned_run(tmp_path, recipe_overrides)
+    unplanned = laerebogen("shard", "--run", str(run), "--stage", "grammar", "--index", "0")
+    assert unplanned.returncode == 2
+    assert "step 'grammar' is not planned" in unplanned.stderr
+    beyond = laerebogen("shard", "--run", str(run), "--stage", STEP, "--index", "9")
+    assert beyond.returncode == 2 and "has shards 0-4, not 9" in beyond.stderr
+    inputs = run / STEP / "inputs" / "shard-00001.msgpack.zst"
+    inputs.write_bytes(inputs.read_bytes()[:-5])
+    corrupt = laerebogen("shard", "--run", str(run), "--stage", STEP, "--index", "1")
+    assert corrupt.returncode == 2 and str(inputs) in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr and len(corrupt.stderr.strip().splitlines()) == 1
+    not_a_run = laerebogen("shard", "--run", str(tmp_path), "--stage", STEP, "--index", "0")
+    assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
