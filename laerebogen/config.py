@@ -161,7 +161,8 @@ class SlurmJob(_Section):
 
 
 class Slurm(_Section):
-    """Where and how SLURM jobs run; ``extra`` holds further sbatch parameters."""
+    """Where and how SLURM jobs run; ``extra`` holds further sbatch options, e.g.
+    ``{constraint = "a100", requeue = true}`` (true: a flag without a value)."""
 
     partition: str = ""
     account: str = ""
@@ -169,7 +170,7 @@ class Slurm(_Section):
     array_parallelism: Positive = 32
     gpu_job: SlurmJob = SlurmJob()
     cpu_job: SlurmJob = SlurmJob(gpus=0, cpus=4, mem_gb=16, time_minutes=120)
-    extra: dict[str, str] = {}
+    extra: dict[str, str | int | bool] = {}
 
 
 class Container(_Section):
@@ -186,7 +187,7 @@ class Launch(_Section):
     executor: Literal["slurm", "local", "debug"] = "slurm"
     max_retries: NonNegative = 2
     local_parallelism: Positive = 1
-    poll_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    poll_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 2.0
 
 
 class Config(_Section):

@@ -30,6 +30,9 @@ from laerebogen.seeds import SEED_STAGE, load_seeds, seed_examples
 from laerebogen.store import RunStore
 
 LOG_TAIL_LINES = 3
+# While waiting, the driver checks the files of up to this many running jobs this often.
+MAX_WATCHED_JOBS = 64
+FILE_POLL_SECONDS = 0.25
 
 
 class RunFailedError(LaerebogenError):
@@ -179,7 +182,17 @@ class Driver:
                 continue  # show the new jobs as running at once
             self._show(plan, indices, active, exhausted, tokens_at_start=tokens, clock=clock)
             if not self.launcher.synchronous:
-                time.sleep(self.poll_seconds)
+                self._wait([index for index in remaining if index in active], done)
+
+    def _wait(self, running: Sequence[int], done: Callable[[int], bool]) -> None:
+        """Sleep until the next look at the jobs, or until a running job's files say it
+        finished (a stat per job, so only for a few jobs: shared file systems are slow)."""
+        deadline = time.monotonic() + self.poll_seconds
+        watch = len(running) <= MAX_WATCHED_JOBS
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, FILE_POLL_SECONDS))
+            if watch and any(done(index) for index in running):
+                return
 
     def _report_failure(self, plan: StepPlan, submission: Submission, state: JobState) -> None:
         task = Task(str(self.store.root), plan.step, submission.index, submission.attempt)

@@ -73,7 +73,7 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path: Path) -> None:
             "slurm.qos='high'",
             "slurm.array_parallelism=7",
             "slurm.gpu_job={time_minutes=90, gpus=2, cpus=16, mem_gb=120}",
-            "slurm.extra={constraint='a100', exclusive='user'}",
+            "slurm.extra={constraint='a100', exclusive='user', requeue=true, nice=5}",
         ],
     )
     parameters = slurm_parameters(config, config.slurm.gpu_job, "lb-grammar")
@@ -83,7 +83,7 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path: Path) -> None:
     for line in (
         "--partition=gpu", "--account=proj", "--qos=high", "--gpus-per-node=2",
         "--cpus-per-task=16", "--mem=120GB", "--time=90", "--constraint=a100",
-        "--exclusive=user", "--job-name=lb-grammar", "--signal=USR2@90",
+        "--exclusive=user", "--job-name=lb-grammar", "--signal=USR2@90", "--requeue", "--nice=5",
     ):  # fmt: skip
         assert f"#SBATCH {line}\n" in text, line
     cpu = slurm_parameters(config, config.slurm.cpu_job, "lb-grammar-merge")
