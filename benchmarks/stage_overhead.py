@@ -129,8 +129,8 @@ def main() -> None:
             local_cluster(before)
     print(
         f"RESULT stage_overhead_s={overhead:.1f} target_s={TARGET_SECONDS:g} "
-        f"plan_{args.shards}_s={planned:.1f} submit_{args.shards}_s={submitting:.1f} "
-        f"sbatch_baseline_s={baseline:.1f} submit_ratio={submitting / baseline:.2f} "
+        f"plan_{args.shards}_s={planned:.1f} submit_{args.shards}_s={submitting:.2f} "
+        f"sbatch_baseline_s={baseline:.2f} submit_ratio={submitting / baseline:.1f} "
         f"ok={'yes' if overhead <= TARGET_SECONDS else 'no'}"
     )
 
@@ -157,7 +157,7 @@ def measure(shards: int) -> tuple[float, float, float, float]:
         print(
             f"{shards} shards: planned in {planned:.1f} s, submitted as held arrays of "
             f"<= {window} in {submitting:.1f} s (plain sbatch --array of the same windows: "
-            f"{baseline:.1f} s, ratio {submitting / baseline:.2f})"
+            f"{baseline:.2f} s, ratio {submitting / baseline:.1f})"
         )
     return overhead, planned, submitting, baseline
 
