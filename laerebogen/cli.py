@@ -264,6 +264,27 @@ class Cli:
             + f" -> {results}"
         )
 
+    def doctor(
+        self,
+        config: str | None = None,
+        run: str | None = None,
+        executor: str | None = None,
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Check the environment (and what --config needs); exit status 1 if anything fails."""
+        from laerebogen.doctor import checks, table
+
+        resolved = load_config(config, _overrides(set)) if config else None
+        run_dir = Path(run) if run else None
+        if resolved is not None and run_dir is None:
+            run_dir = Path("runs") / (resolved.name or "run")
+        rows = list(checks(resolved, run_dir, executor))
+        print(table(rows))
+        failed = [row.name for row in rows if not row.ok]
+        if failed:
+            print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+            sys.exit(1)
+
     def shard(self, run: str, stage: str, index: int, attempt: int = 0) -> None:
         """Run one shard of a step of a run: exactly what a SLURM array task runs."""
         from laerebogen.shard_runner import run_shard

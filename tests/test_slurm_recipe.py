@@ -151,3 +151,67 @@ def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
     assert "resuming after" in shard_log.read_text()
     assert RunStore(run).manifest("generation-01", 0).inputs == 16
     check_no_record_lost_or_duplicated(run)
+
+
+STAND_IN = """#!/usr/bin/env bash
+# Stands in for apptainer, which cannot be installed here: checks the command line the driver
+# gives array tasks, records it, then runs the python command on the host.
+set -euo pipefail
+echo "$*" >> {log}
+fail() {{ echo "stand-in apptainer: $*" >&2; exit 90; }}
+[[ "$1" == exec && "$2" == --nv && "$3" == --bind ]] || fail "expected exec --nv --bind: $*"
+IFS=, read -ra binds <<< "$4"
+for needed in {binds}; do
+    printf '%s\\n' "${{binds[@]}}" | grep -qxF "$needed" || fail "$needed is not bound"
+done
+[[ "$5" == {image} && -f "$5" ]] || fail "wrong image $5"
+[[ "$6" == python ]] || fail "expected python, got $6"
+shift 6
+exec {python} "$@"
+"""
+
+
+def test_array_tasks_run_through_the_container_command(
+    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str], tiny_model_dir: Path
+) -> None:
+    run, log, calls = tmp_path / "run", tmp_path / "driver.log", tmp_path / "apptainer-calls"
+    image = tmp_path / "images" / "laerebogen.sif"
+    image.parent.mkdir()
+    image.write_bytes(b"not really an image")
+    stand_in = tmp_path / "bin" / "apptainer"
+    stand_in.parent.mkdir()
+    stand_in.write_text(
+        STAND_IN.format(
+            log=calls,
+            binds=f"{run.resolve()} {tiny_model_dir}",
+            image=image,
+            python=sys.executable,
+        )
+    )
+    stand_in.chmod(0o755)
+    overrides = [
+        *recipe_overrides, *GENERATION_ONLY, "generation.max_rounds=1",
+        f"container.image={str(image)!r}",
+    ]  # fmt: skip
+    environment = {**os.environ, "PATH": f"{stand_in.parent}:{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "laerebogen", "dataset", "--config", "tiny", "--run", str(run),
+        "--executor", "slurm", *sets(overrides),
+    ]  # fmt: skip
+    with open(log, "w") as output:
+        driver = subprocess.run(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            timeout=600,
+            check=False,
+        )
+    assert driver.returncode == 0, log.read_text()[-3000:]
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2  # the shard's array task and the merge job
+    assert all(line.startswith(f"exec --nv --bind {run.resolve()},") for line in lines)
+    assert all(f" {image} python -u -m submitit.core._submit " in line for line in lines)
+    scripts = list((run / "logs" / "generation-01").glob("*_submission.sh"))
+    assert scripts and all("apptainer exec --nv" in s.read_text() for s in scripts)
+    assert (run / "dataset.jsonl").is_file()
