@@ -68,3 +68,12 @@ bench: $(STAMP)
 		echo "$$script: $$(tail -n 1 "$$summary.out")" >> "$$summary"; \
 	done; \
 	echo; echo "Summary (last line of each benchmark):"; cat "$$summary"; rm -f "$$summary" "$$summary.out"
+
+# The Apptainer image of the array tasks (containers/README.md), built on a machine with
+# Apptainer >= 1.2; on a cluster also as a CPU job: sbatch slurm/build-container.sbatch.
+IMAGE ?= containers/laerebogen.sif
+
+.PHONY: container
+container:
+	@command -v apptainer >/dev/null || { echo "make container: error: apptainer is not on PATH (Apptainer >= 1.2 builds the image; on a cluster: module load apptainer, or sbatch slurm/build-container.sbatch)" >&2; exit 1; }
+	apptainer build $$([ "$$(id -u)" = 0 ] || echo --fakeroot) --build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) "$(IMAGE)" containers/laerebogen.def
