@@ -128,10 +128,9 @@ class Driver:
     def run_step(self, plan: StepPlan) -> MergeResult:
         """Run a step's shards, then its merge job; returns the merge result."""
         start = time.monotonic()
-        shards = "shard" if plan.shards == 1 else "shards"
-        self.say(f"{plan.step}: {plan.inputs} inputs in {plan.shards} {shards} ({plan.stage})")
-        shards = list(range(plan.shards))
-        self.complete(plan, shards, lambda index: self.store.is_done(plan.step, index))
+        noun = "shard" if plan.shards == 1 else "shards"
+        self.say(f"{plan.step}: {plan.inputs} inputs in {plan.shards} {noun} ({plan.stage})")
+        self.complete(plan, range(plan.shards), lambda index: self.store.is_done(plan.step, index))
         self.complete(plan, [MERGE], lambda _: read_merge(self.store, plan.step) is not None)
         result = read_merge(self.store, plan.step)
         assert result is not None
@@ -146,7 +145,7 @@ class Driver:
         while True:
             remaining = [index for index in indices if not done(index)]
             if not remaining:
-                if indices != [MERGE]:
+                if list(indices) != [MERGE]:
                     self._show(plan, indices, set(), [], tokens_at_start=tokens, clock=clock)
                 self.status.end()
                 return

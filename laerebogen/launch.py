@@ -259,8 +259,10 @@ class LocalLauncher(Launcher):
         return states
 
     def _task_words(self, submission: Submission) -> list[str]:
-        words = ["--run", str(self.run_dir)]
-        return [*words, "--index", str(submission.index)] if submission.index != MERGE else words
+        """Words of the command line of a submission's job (steps run one after another)."""
+        if submission.index == MERGE:
+            return ["merge", "--run", str(self.run_dir)]
+        return ["shard", "--run", str(self.run_dir), "--index", str(submission.index)]
 
     def close(self) -> None:
         for process, _, handle in self.running.values():

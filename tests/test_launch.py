@@ -124,7 +124,7 @@ def test_local_launcher_reattaches_to_a_shard_process_of_an_earlier_driver(
     """A pid counts as the shard's job only while it runs that shard's command line."""
     run = str(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "--run", run, "--index", "3"]
+        [sys.executable, "-c", "import time; time.sleep(60)", "shard", "--run", run, "--index", "3"]
     )
     try:
         launcher = LocalLauncher(load_config("tiny"), tmp_path)
