@@ -285,6 +285,12 @@ class Cli:
             print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
             sys.exit(1)
 
+    def status(self, run: str, json: bool = False) -> None:
+        """Per step: shards, records, rejections, tokens, GPU-hours (cheap while running)."""
+        from laerebogen.status import show_status
+
+        show_status(run, as_json=json)
+
     def shard(self, run: str, stage: str, index: int, attempt: int = 0) -> None:
         """Run one shard of a step of a run: exactly what a SLURM array task runs."""
         from laerebogen.shard_runner import run_shard
