@@ -285,6 +285,25 @@ class Cli:
             print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
             sys.exit(1)
 
+    def export(
+        self, run: str, out: str | None = None, with_metadata: bool = False, parquet: bool = False
+    ) -> None:
+        """Write a finished run's dataset, complete and filtered (default <run>/dataset.jsonl).
+
+        --with-metadata adds id, origin, evolution generation and operation, turns and scores;
+        --parquet writes Parquet files too.
+        """
+        from laerebogen.export import describe, export
+        from laerebogen.run import run_config
+        from laerebogen.store import RunStore
+
+        store = RunStore(run)
+        target = Path(out) if out else None
+        result = export(
+            store, run_config(store), target, with_metadata=with_metadata, parquet=parquet
+        )
+        print(describe(result))
+
     def status(self, run: str, json: bool = False) -> None:
         """Per step: shards, records, rejections, tokens, GPU-hours (cheap while running)."""
         from laerebogen.status import show_status

@@ -1,18 +1,76 @@
-"""The dataset file: one ``{"messages": [...]}`` conversation per line, in the run's order."""
+"""The dataset files of a finished run: complete and filtered, as JSONL and optionally Parquet.
+
+Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, ...]}``, in the
+run's order; with metadata it also carries the record's id, origin, evolution generation and
+operation, turns and scores (:func:`laerebogen.readability.conversation_scores` plus the
+record's own, e.g. ``quality_good``). The *complete* version holds every final record; the
+*filtered* one the conversations whose scores pass :data:`FILTERS`, and is written next to it
+as ``<name>.filtered.jsonl``. ``parquet=True`` adds ``<name>.parquet`` and
+``<name>.filtered.parquet`` with the same rows.
+
+Files inside the run directory are written by the store; an ``out`` elsewhere is the user's
+own file and is replaced atomically here. Export is deterministic: the same run gives the same
+bytes (JSON by msgspec, scores rounded, Parquet without timestamps).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import IO, Any, NamedTuple
 
 import msgspec
 
 from laerebogen.config import Config
-from laerebogen.plan import final_records
-from laerebogen.records import Message
-from laerebogen.store import RunStore
+from laerebogen.errors import InvariantError, LaerebogenError, StoreError
+from laerebogen.plan import final_records, generation_step, read_merge
+from laerebogen.readability import SCORES, conversation_scores
+from laerebogen.records import Example, Message
+from laerebogen.store import RunStore, atomic_write
 
 DATASET_FILE = "dataset.jsonl"
+JSONL_SUFFIX = ".jsonl"
+FILTERED = ".filtered"
+PARQUET_SUFFIX = ".parquet"
+SCORE_DIGITS = 4  # scores are rounded: stable bytes, and no float noise in the files
+PARQUET_ROW_GROUP = 10_000  # rows per Parquet row group (and per batch held in memory)
+PARQUET_COMPRESSION = "zstd"
+
+FILTERS: dict[str, float] = {
+    "min_lix": 20.0,
+    "max_lix": 60.0,
+    "min_assistant_words": 30,
+    "min_danish_confidence": 0.5,
+}
+"""The filtered version's thresholds: ``min_<score>``/``max_<score>`` bound a score of
+:func:`export_scores`, inclusively; a conversation without the score fails. Why each:"""
+
+FILTER_REASONS: dict[str, str] = {
+    "min_lix": (
+        "LIX of the answers at least 20: below that Danish text reads like a children's book; "
+        "in generated answers it means fragments, one-word replies or bare lists"
+    ),
+    "max_lix": (
+        "LIX of the answers at most 60: above the 55 of academic and legal Danish, generated "
+        "text is run-on sentences without punctuation or word salad rather than hard prose"
+    ),
+    "min_assistant_words": (
+        "at least 30 words of answers in the conversation (about two sentences): a shorter "
+        "answer teaches little, and the LIX of so few words is noise"
+    ),
+    "min_danish_confidence": (
+        "Danish confidence at least 0.5, i.e. Danish is more likely than the 7 other languages "
+        "together; the merge keeps 0.25 (twice the uniform 1/8) so as not to lose short Danish "
+        "texts, the filtered version drops the borderline Norwegian-, Swedish- or "
+        "English-leaning ones"
+    ),
+}
+"""Why each of :data:`FILTERS` is set as it is, one sentence each, for the dataset card."""
+
+# Scores that are counts; every other score is a float.
+INT_SCORES = frozenset({"user_words", "assistant_words", "turns"})
 
 
 class Conversation(msgspec.Struct, frozen=True):
@@ -21,19 +79,280 @@ class Conversation(msgspec.Struct, frozen=True):
     messages: tuple[Message, ...]
 
 
-def export_dataset(store: RunStore, config: Config) -> tuple[Path, int]:
-    """Write the final records as JSONL in the run directory; returns the path and count.
+class AnnotatedConversation(msgspec.Struct, frozen=True):
+    """One line of the dataset with its metadata; a score the record lacks is null."""
 
-    Deterministic: the same run always gives the same bytes.
+    id: str
+    messages: tuple[Message, ...]
+    origin: str
+    generation: int
+    operation: str | None
+    turns: int
+    scores: dict[str, float | None]
+
+
+class ExportResult(NamedTuple):
+    """The files an export wrote and how many conversations each holds."""
+
+    complete: Path
+    filtered: Path
+    count: int
+    filtered_count: int
+    parquet: tuple[Path, Path] | None = None
+
+
+# ---------------------------------------------------------------- scores and filters
+
+
+def export_scores(record: Example) -> dict[str, float]:
+    """The record's own scores and its conversation scores (which win), sorted and rounded.
+
+    Raises :class:`InvariantError` on NaN or infinity: a dataset file never holds them.
     """
+    merged = {**record.scores, **conversation_scores(record)}
+    scores: dict[str, float] = {}
+    for name in sorted(merged):
+        value = merged[name]
+        if not math.isfinite(value):
+            raise InvariantError(f"record {record.id}: score {name} is {value}")
+        scores[name] = value if name in INT_SCORES else round(float(value), SCORE_DIGITS)
+    return scores
+
+
+def failed_filters(
+    scores: Mapping[str, float], filters: Mapping[str, float] = FILTERS
+) -> list[str]:
+    """The names of the filters that ``scores`` fail; empty when the conversation passes."""
+    failed = []
+    for name, threshold in filters.items():
+        bound, _, score = name.partition("_")
+        if bound not in ("min", "max") or not score:
+            raise ValueError(f"filter {name!r}: expected min_<score> or max_<score>")
+        value = scores.get(score)
+        if value is None or (value < threshold if bound == "min" else value > threshold):
+            failed.append(name)
+    return failed
+
+
+def passes(scores: Mapping[str, float], filters: Mapping[str, float] = FILTERS) -> bool:
+    """Whether a conversation with ``scores`` belongs in the filtered version."""
+    return not failed_filters(scores, filters)
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _row(record: Example, scores: dict[str, float], keys: Iterable[str] | None) -> msgspec.Struct:
+    """The line of ``record``: only its messages, or with metadata and the scores ``keys``."""
+    if keys is None:
+        return Conversation(record.conversation())
+    provenance = record.provenance
+    return AnnotatedConversation(
+        id=record.id,
+        messages=record.conversation(),
+        origin=provenance.origin,
+        generation=provenance.generation,
+        operation=provenance.operation,
+        turns=int(scores["turns"]),
+        scores={key: scores.get(key) for key in keys},
+    )
+
+
+def _rows(
+    store: RunStore,
+    config: Config,
+    scored: list[tuple[str, dict[str, float], bool]],
+    keys: list[str] | None,
+    *,
+    filtered: bool,
+) -> Iterator[msgspec.Struct]:
+    """The lines of the complete (or filtered) version, reading the final records again."""
+    records = final_records(store, config)
+    for record, (record_id, scores, passed) in zip(records, scored, strict=True):
+        if record.id != record_id:
+            raise InvariantError(f"the final records changed during the export ({record.id})")
+        if passed or not filtered:
+            yield _row(record, scores, keys)
+
+
+def _parquet_schema(keys: list[str] | None) -> Any:
+    import pyarrow as pa
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    fields = [("messages", pa.list_(message))]
+    if keys is not None:
+        scores = [(key, pa.int64() if key in INT_SCORES else pa.float64()) for key in keys]
+        fields = [
+            ("id", pa.string()),
+            *fields,
+            ("origin", pa.string()),
+            ("generation", pa.int64()),
+            ("operation", pa.string()),
+            ("turns", pa.int64()),
+            ("scores", pa.struct(scores)),
+        ]
+    return pa.schema(fields)
+
+
+def _parquet_bytes(rows: Iterable[msgspec.Struct], schema: Any) -> bytes:
+    """A Parquet file of ``rows``, written in row groups of :data:`PARQUET_ROW_GROUP`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, compression=PARQUET_COMPRESSION) as writer:
+        batch: list[Any] = []
+        for row in rows:
+            batch.append(msgspec.to_builtins(row))
+            if len(batch) == PARQUET_ROW_GROUP:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return sink.getvalue().to_pybytes()
+
+
+# ---------------------------------------------------------------- where files go
+
+
+def _replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a file outside the run directory: a temporary file, fsynced, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _Destination:
+    """Writes the export's files: through the store inside the run, atomically elsewhere."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.root = store.root.resolve()
+
+    def _relative(self, path: Path) -> str | None:
+        resolved = path.resolve()
+        return str(resolved.relative_to(self.root)) if resolved.is_relative_to(self.root) else None
+
+    def lines(self, path: Path, lines: Iterable[bytes]) -> Path:
+        relative = self._relative(path)
+        if relative is not None:
+            return self.store.write_lines(relative, lines)
+
+        def write(handle: IO[bytes]) -> None:
+            for line in lines:
+                handle.write(line + b"\n")
+
+        _replace_atomically(path, write)
+        return path
+
+    def data(self, path: Path, data: bytes) -> Path:
+        relative = self._relative(path)
+        if relative is not None:
+            atomic_write(self.store.root / relative, data)  # the store's atomic file write
+            return self.store.root / relative
+        _replace_atomically(path, lambda handle: handle.write(data))
+        return path
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path, Path]:
+    """The complete and filtered JSONL and Parquet files for ``out`` (a ``.jsonl`` path)."""
+    if out.suffix != JSONL_SUFFIX:
+        raise LaerebogenError(f"{out}: the export's file name must end in {JSONL_SUFFIX}")
+    stem = out.with_suffix("")
+    return (
+        out,
+        stem.with_name(f"{stem.name}{FILTERED}{JSONL_SUFFIX}"),
+        stem.with_name(f"{stem.name}{PARQUET_SUFFIX}"),
+        stem.with_name(f"{stem.name}{FILTERED}{PARQUET_SUFFIX}"),
+    )
+
+
+def check_finished(store: RunStore) -> None:
+    """Raise :class:`StoreError` unless every step of the run is merged, the last with no next."""
+    step: str | None = generation_step(1)
+    seen: set[str] = set()
+    while step is not None:
+        result = read_merge(store, step)
+        if result is None or step in seen:
+            raise StoreError(
+                f"{store.root}: the run is not finished ({step} is not merged); "
+                "run `laerebogen dataset` with this --run to finish it"
+            )
+        seen.add(step)
+        step = result.next
+
+
+# ---------------------------------------------------------------- the export
+
+
+def export(
+    store: RunStore,
+    config: Config,
+    out: Path | None = None,
+    *,
+    with_metadata: bool = False,
+    parquet: bool = False,
+    filters: Mapping[str, float] = FILTERS,
+) -> ExportResult:
+    """Write the complete and the filtered dataset of a finished run (see the module docstring).
+
+    ``out`` defaults to ``<run>/dataset.jsonl``; the other files are named after it. The final
+    records are read once to score them and once per file, so memory holds the scores only.
+    """
+    check_finished(store)
+    complete, filtered, complete_parquet, filtered_parquet = output_paths(
+        store.root / DATASET_FILE if out is None else Path(out)
+    )
+    scored: list[tuple[str, dict[str, float], bool]] = []
+    keys = set(SCORES)  # every conversation score is a column, even of an empty export
+    for record in final_records(store, config):
+        scores = export_scores(record)
+        keys.update(scores)
+        scored.append((record.id, scores, passes(scores, filters)))
+    columns = sorted(keys) if with_metadata else None
+
+    destination = _Destination(store)
     encoder = msgspec.json.Encoder()
-    count = 0
+    for path, only_passing in ((complete, False), (filtered, True)):
+        rows = _rows(store, config, scored, columns, filtered=only_passing)
+        destination.lines(path, map(encoder.encode, rows))
+    parquet_paths = None
+    if parquet:
+        schema = _parquet_schema(columns)
+        for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
+            rows = _rows(store, config, scored, columns, filtered=only_passing)
+            destination.data(path, _parquet_bytes(rows, schema))
+        parquet_paths = (complete_parquet, filtered_parquet)
+    kept = sum(passed for _, _, passed in scored)
+    return ExportResult(complete, filtered, len(scored), kept, parquet_paths)
 
-    def lines() -> Iterator[bytes]:
-        nonlocal count
-        for record in final_records(store, config):
-            count += 1
-            yield encoder.encode(Conversation(record.conversation()))
 
-    path = store.write_lines(DATASET_FILE, lines())
-    return path, count
+def export_dataset(
+    store: RunStore,
+    config: Config,
+    out: Path | None = None,
+    *,
+    with_metadata: bool = False,
+    parquet: bool = False,
+) -> tuple[Path, int]:
+    """Export a finished run (:func:`export`); returns the complete file's path and count."""
+    result = export(store, config, out, with_metadata=with_metadata, parquet=parquet)
+    return result.complete, result.count
+
+
+def describe(result: ExportResult) -> str:
+    """What an export wrote, one line per file."""
+    lines = [
+        f"complete: {result.count} conversations -> {result.complete}",
+        f"filtered: {result.filtered_count} conversations -> {result.filtered}",
+    ]
+    if result.parquet is not None:
+        lines.append(f"parquet: {result.parquet[0]}, {result.parquet[1]}")
+    return "\n".join(lines)
