@@ -25,7 +25,7 @@ import msgspec
 
 from laerebogen.config import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
-from laerebogen.plan import final_records, generation_step, read_merge
+from laerebogen.plan import chain, final_records, generation_step
 from laerebogen.readability import SCORES, conversation_scores
 from laerebogen.records import Example, Message
 from laerebogen.store import RunStore, atomic_write
@@ -276,17 +276,14 @@ def output_paths(out: Path) -> tuple[Path, Path, Path, Path]:
 
 def check_finished(store: RunStore) -> None:
     """Raise :class:`StoreError` unless every step of the run is merged, the last with no next."""
-    step: str | None = generation_step(1)
-    seen: set[str] = set()
-    while step is not None:
-        result = read_merge(store, step)
-        if result is None or step in seen:
-            raise StoreError(
-                f"{store.root}: the run is not finished ({step} is not merged); "
-                "run `laerebogen dataset` with this --run to finish it"
-            )
-        seen.add(step)
-        step = result.next
+    steps = list(chain(store))
+    plan, merged = steps[-1] if steps else (None, None)
+    if merged is None or merged.next is not None:
+        step = merged.next if merged else plan.step if plan else generation_step(1)
+        raise StoreError(
+            f"{store.root}: the run is not finished ({step} is not merged); "
+            "run `laerebogen dataset` with this --run to finish it"
+        )
 
 
 # ---------------------------------------------------------------- the export

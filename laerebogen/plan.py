@@ -71,6 +71,21 @@ def read_merge(store: RunStore, step: str) -> MergeResult | None:
     return store.read_state(merge_file(step), MergeResult)
 
 
+def chain(store: RunStore) -> Iterator[tuple[StepPlan, MergeResult | None]]:
+    """The run's planned steps in order, each with its merge result (None while it runs):
+    from ``generation-01`` along each merge result's ``next``."""
+    step: str | None = generation_step(1)
+    seen: set[str] = set()
+    while step is not None and step not in seen:
+        plan = read_plan(store, step)
+        if plan is None:
+            return
+        seen.add(step)
+        merged = read_merge(store, step)
+        yield plan, merged
+        step = merged.next if merged is not None else None
+
+
 def generation_step(round: int) -> str:
     """The step name of base-generation round ``round`` (1-based)."""
     return f"generation-{round:02d}"

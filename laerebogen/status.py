@@ -30,7 +30,7 @@ import msgspec
 
 from laerebogen.driver import StepJobs, jobs_file
 from laerebogen.export import DATASET_FILE
-from laerebogen.plan import generation_step, read_merge, read_plan
+from laerebogen.plan import chain, read_merge, read_plan
 from laerebogen.run import run_config
 from laerebogen.store import RunStore, load_manifest
 
@@ -91,16 +91,8 @@ def run_status(run_dir: str | Path) -> list[StepStatus]:
     store = RunStore(run_dir)
     config = run_config(store)  # a StoreError when run_dir is not a run
     gpus = max(config.slurm.gpu_job.gpus, 0)
-    statuses: list[StepStatus] = []
-    step: str | None = generation_step(1)
-    while step is not None:
-        status = step_status(store, step, gpus)
-        if status is None:
-            break
-        statuses.append(status)
-        merge = read_merge(store, step)
-        step = merge.next if merge is not None else None
-    return statuses
+    statuses = (step_status(store, plan.step, gpus) for plan, _ in chain(store))
+    return [status for status in statuses if status is not None]
 
 
 def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus | None:

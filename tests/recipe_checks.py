@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from laerebogen.launch import MERGE
-from laerebogen.plan import read_merge, read_plan
+from laerebogen.plan import chain, read_merge, read_plan
 from laerebogen.store import RunStore, load_manifest
 
 ONE_TO_ONE = ("grammar", "quality", "followups")  # an input is kept (same id) or dropped
@@ -15,14 +15,10 @@ ONE_TO_ONE = ("grammar", "quality", "followups")  # an input is kept (same id) o
 
 def steps_of(run: Path) -> list[str]:
     """The run's steps in the order the driver ran them."""
-    store = RunStore(run)
-    steps, step = [], "generation-01"
-    while step is not None:
-        steps.append(step)
-        merged = read_merge(store, step)
-        assert merged is not None, f"{step} was never merged"
-        step = merged.next
-    return steps
+    steps = list(chain(RunStore(run)))
+    assert all(merged is not None for _, merged in steps), "a step was never merged"
+    assert steps[-1][1] is not None and steps[-1][1].next is None, "the chain ends early"
+    return [plan.step for plan, _ in steps]
 
 
 def check_no_record_lost_or_duplicated(run: Path) -> None:
