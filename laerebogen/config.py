@@ -147,8 +147,25 @@ class Filters(_Section):
     """Filters of the merge job; an empty ``banned_words`` uses the built-in Danish list."""
 
     rouge_threshold: Fraction = 0.7
-    language: str = "da"
     banned_words: list[str] = []
+
+
+class Export(_Section):
+    """Thresholds of the dataset's filtered version; each bounds a conversation score
+    inclusively (the card says why each is set as it is)."""
+
+    min_lix: Annotated[float, msgspec.Meta(ge=0.0)] = 20.0
+    max_lix: Annotated[float, msgspec.Meta(ge=0.0)] = 60.0
+    min_assistant_words: NonNegative = 30
+    min_danish_confidence: Fraction = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_lix > self.max_lix:
+            raise ValueError(f"min_lix {self.min_lix} is above max_lix {self.max_lix}")
+
+    def thresholds(self) -> dict[str, float]:
+        """The thresholds by name (``min_<score>``/``max_<score>``), in declaration order."""
+        return msgspec.structs.asdict(self)
 
 
 class SlurmJob(_Section):
@@ -205,6 +222,7 @@ class Config(_Section):
     evolution: Evolution = Evolution()
     followups: Followups = Followups()
     filters: Filters = Filters()
+    export: Export = Export()
     launch: Launch = Launch()
     slurm: Slurm = Slurm()
     container: Container = Container()

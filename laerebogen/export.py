@@ -4,9 +4,9 @@ Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, .
 run's order; with metadata it also carries the record's id, origin, evolution generation and
 operation, turns and scores (:func:`laerebogen.readability.conversation_scores` plus the
 record's own, e.g. ``quality_good``). The *complete* version holds every final record; the
-*filtered* one the conversations whose scores pass :data:`FILTERS`, and is written next to it
-as ``<name>.filtered.jsonl``. ``parquet=True`` adds ``<name>.parquet`` and
-``<name>.filtered.parquet`` with the same rows.
+*filtered* one the conversations whose scores pass the thresholds of the config's ``[export]``
+table, and is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds
+``<name>.parquet`` and ``<name>.filtered.parquet`` with the same rows.
 
 Files inside the run directory are written by the store; an ``out`` elsewhere is the user's
 own file and is replaced atomically here. Export is deterministic: the same run gives the same
@@ -38,36 +38,34 @@ SCORE_DIGITS = 4  # scores are rounded: stable bytes, and no float noise in the 
 PARQUET_ROW_GROUP = 10_000  # rows per Parquet row group (and per batch held in memory)
 PARQUET_COMPRESSION = "zstd"
 
-FILTERS: dict[str, float] = {
-    "min_lix": 20.0,
-    "max_lix": 60.0,
-    "min_assistant_words": 30,
-    "min_danish_confidence": 0.5,
-}
-"""The filtered version's thresholds: ``min_<score>``/``max_<score>`` bound a score of
-:func:`export_scores`, inclusively; a conversation without the score fails. Why each:"""
-
 FILTER_REASONS: dict[str, str] = {
     "min_lix": (
-        "LIX of the answers at least 20: below that Danish text reads like a children's book; "
-        "in generated answers it means fragments, one-word replies or bare lists"
+        "LIX of the answers at least {value:g}: below 20 Danish text reads like a children's "
+        "book; in generated answers it means fragments, one-word replies or bare lists"
     ),
     "max_lix": (
-        "LIX of the answers at most 60: above the 55 of academic and legal Danish, generated "
-        "text is run-on sentences without punctuation or word salad rather than hard prose"
+        "LIX of the answers at most {value:g}: above the 55 of academic and legal Danish, "
+        "generated text is run-on sentences without punctuation or word salad, not hard prose"
     ),
     "min_assistant_words": (
-        "at least 30 words of answers in the conversation (about two sentences): a shorter "
-        "answer teaches little, and the LIX of so few words is noise"
+        "at least {value:g} words of answers in the conversation: under about two sentences "
+        "(30 words) an answer teaches little, and the LIX of so few words is noise"
     ),
     "min_danish_confidence": (
-        "Danish confidence at least 0.5, i.e. Danish is more likely than the 7 other languages "
-        "together; the merge keeps 0.25 (twice the uniform 1/8) so as not to lose short Danish "
-        "texts, the filtered version drops the borderline Norwegian-, Swedish- or "
+        "Danish confidence at least {value:g}: at 0.5 Danish is more likely than the 7 other "
+        "languages together; the merge keeps 0.25 (twice the uniform 1/8) so as not to lose "
+        "short Danish texts, the filtered version drops the Norwegian-, Swedish- or "
         "English-leaning ones"
     ),
 }
-"""Why each of :data:`FILTERS` is set as it is, one sentence each, for the dataset card."""
+"""Why each threshold of :class:`laerebogen.config.Export` is set as it is, for the dataset
+card; ``{value}`` is the run's threshold (the reasons argue for the defaults)."""
+
+
+def filter_reasons(filters: Mapping[str, float]) -> dict[str, str]:
+    """The card's sentence for each of ``filters`` with the thresholds filled in."""
+    return {name: FILTER_REASONS[name].format(value=value) for name, value in filters.items()}
+
 
 # Scores that are counts; every other score is a float.
 INT_SCORES = frozenset({"user_words", "assistant_words", "turns"})
@@ -119,9 +117,7 @@ def export_scores(record: Example) -> dict[str, float]:
     return scores
 
 
-def failed_filters(
-    scores: Mapping[str, float], filters: Mapping[str, float] = FILTERS
-) -> list[str]:
+def failed_filters(scores: Mapping[str, float], filters: Mapping[str, float]) -> list[str]:
     """The names of the filters that ``scores`` fail; empty when the conversation passes."""
     failed = []
     for name, threshold in filters.items():
@@ -134,7 +130,7 @@ def failed_filters(
     return failed
 
 
-def passes(scores: Mapping[str, float], filters: Mapping[str, float] = FILTERS) -> bool:
+def passes(scores: Mapping[str, float], filters: Mapping[str, float]) -> bool:
     """Whether a conversation with ``scores`` belongs in the filtered version."""
     return not failed_filters(scores, filters)
 
@@ -296,7 +292,7 @@ def export(
     *,
     with_metadata: bool = False,
     parquet: bool = False,
-    filters: Mapping[str, float] = FILTERS,
+    filters: Mapping[str, float] | None = None,
 ) -> ExportResult:
     """Write the complete and the filtered dataset of a finished run (see the module docstring).
 
@@ -304,6 +300,7 @@ def export(
     records are read once to score them and once per file, so memory holds the scores only.
     """
     check_finished(store)
+    filters = config.export.thresholds() if filters is None else filters
     complete, filtered, complete_parquet, filtered_parquet = output_paths(
         store.root / DATASET_FILE if out is None else Path(out)
     )

@@ -16,15 +16,15 @@ import msgspec
 import pytest
 from datasets import load_dataset
 
-from laerebogen.config import Config, load_config
+from laerebogen.config import Config, Export, load_config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.export import (
     FILTER_REASONS,
-    FILTERS,
     export,
     export_dataset,
     export_scores,
     failed_filters,
+    filter_reasons,
     passes,
 )
 from laerebogen.plan import MergeResult, StepPlan, merge_file, plan_first, plan_next, read_plan
@@ -296,8 +296,10 @@ def test_filtered_version_keeps_exactly_the_conversations_that_pass_every_thresh
     lines = read_lines(result.complete)
     kept = read_lines(result.filtered)
     assert kept == [lines[index] for index in PASSING]
+    filters = config.export.thresholds()
     reasons = [
-        failed_filters({k: v for k, v in line["scores"].items() if v is not None}) for line in lines
+        failed_filters({k: v for k, v in line["scores"].items() if v is not None}, filters)
+        for line in lines
     ]
     assert reasons == [
         [],
@@ -307,16 +309,30 @@ def test_filtered_version_keeps_exactly_the_conversations_that_pass_every_thresh
         ["max_lix"],
         [],
     ]
-    # The thresholds and why: what a dataset card prints.
-    assert set(FILTERS) == set(FILTER_REASONS)
-    assert FILTERS["min_lix"] < FILTERS["max_lix"]
+    # The thresholds and why: what a dataset card prints, with this run's values.
+    assert set(filters) == set(FILTER_REASONS)
+    assert filter_reasons(filters)["min_lix"].startswith("LIX of the answers at least 20:")
+
+
+def test_the_thresholds_come_from_the_config(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    looser = msgspec.structs.replace(
+        config, export=msgspec.structs.replace(config.export, min_danish_confidence=0.0)
+    )
+    result = export(store, looser, tmp_path / "out" / "loose.jsonl")
+    # The low-confidence one comes back; the one never judged still lacks the score.
+    assert result.filtered_count == len(PASSING) + 1
+    reason = filter_reasons(looser.export.thresholds())["min_danish_confidence"]
+    assert reason.startswith("Danish confidence at least 0:")
 
 
 def test_filters_are_inclusive_bounds_and_a_missing_score_fails() -> None:
     scores = {"lix": 20.0, "assistant_words": 30, "danish_confidence": 0.5}
-    assert passes(scores)
-    assert failed_filters({**scores, "lix": 60.01}) == ["max_lix"]
-    assert failed_filters({"lix": 40.0, "assistant_words": 100}) == ["min_danish_confidence"]
+    filters = Export().thresholds()
+    assert passes(scores, filters)
+    assert failed_filters({**scores, "lix": 60.01}, filters) == ["max_lix"]
+    only_language = {"lix": 40.0, "assistant_words": 100}
+    assert failed_filters(only_language, filters) == ["min_danish_confidence"]
     assert passes({"lix": 70.0}, {"max_lix": 80.0}) and not passes({}, {"max_lix": 80.0})
     with pytest.raises(ValueError, match="min_<score>"):
         failed_filters(scores, {"lix": 3.0})
