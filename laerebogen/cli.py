@@ -55,6 +55,12 @@ class ConfigCommands:
         """Print a configuration, with --set overrides applied, as TOML."""
         print(dump_config(load_config(name_or_path, _overrides(set))), end="")
 
+    def reference(self) -> None:
+        """Print the configuration reference (the README's, generated from the config Structs)."""
+        from laerebogen.config_reference import reference_markdown
+
+        print(reference_markdown(), end="")
+
 
 class SeedsCommands:
     """Check seed task files."""
@@ -288,21 +294,31 @@ class Cli:
     def export(
         self, run: str, out: str | None = None, with_metadata: bool = False, parquet: bool = False
     ) -> None:
-        """Write a finished run's dataset, complete and filtered (default <run>/dataset.jsonl).
+        """Write a finished run's dataset, complete and filtered (default <run>/dataset.jsonl),
+        with its card (README.md), stats.json and plots beside it.
 
         --with-metadata adds id, origin, evolution generation and operation, turns and scores;
         --parquet writes Parquet files too.
         """
-        from laerebogen.export import describe, export
+        from laerebogen.publish import describe, publish
         from laerebogen.run import run_config
         from laerebogen.store import RunStore
 
         store = RunStore(run)
         target = Path(out) if out else None
-        result = export(
+        published = publish(
             store, run_config(store), target, with_metadata=with_metadata, parquet=parquet
         )
-        print(describe(result))
+        print(describe(published))
+
+    def report(self, run: str, out: str | None = None) -> None:
+        """Write a finished run's stats.json and plots/*.png (default: in the run directory)."""
+        from laerebogen.report import describe, write_report
+        from laerebogen.run import run_config
+        from laerebogen.store import RunStore
+
+        store = RunStore(run)
+        print(describe(write_report(store, run_config(store), Path(out) if out else None)))
 
     def status(self, run: str, json: bool = False) -> None:
         """Per step: shards, records, rejections, tokens, GPU-hours (cheap while running)."""

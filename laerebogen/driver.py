@@ -271,8 +271,9 @@ def run_dataset(
     executor: str | None = None,
     out: TextIO = sys.stderr,
 ) -> Path:
-    """Run (or continue) the whole recipe in ``run_dir``; returns the dataset's path."""
-    from laerebogen.export import export_dataset
+    """Run (or continue) the whole recipe in ``run_dir`` and publish it (the dataset, its
+    card, stats and plots); returns the dataset's path."""
+    from laerebogen.publish import describe, publish
 
     store = start_run(config, run_dir)
     name = executor or config.launch.executor
@@ -286,6 +287,6 @@ def run_dataset(
         Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds).run()
     finally:
         launcher.close()
-    path, count = export_dataset(store, config)
-    out.write(f"dataset: {count} conversations -> {path}\n")
-    return path
+    published = publish(store, config)
+    out.write(describe(published) + "\n")
+    return published.export.complete

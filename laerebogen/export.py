@@ -225,7 +225,7 @@ def _replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> Non
         tmp.unlink(missing_ok=True)
 
 
-class _Destination:
+class Destination:
     """Writes the export's files: through the store inside the run, atomically elsewhere."""
 
     def __init__(self, store: RunStore) -> None:
@@ -312,7 +312,7 @@ def export(
         scored.append((record.id, scores, passes(scores, filters)))
     columns = sorted(keys) if with_metadata else None
 
-    destination = _Destination(store)
+    destination = Destination(store)
     encoder = msgspec.json.Encoder()
     for path, only_passing in ((complete, False), (filtered, True)):
         rows = _rows(store, config, scored, columns, filtered=only_passing)
@@ -326,19 +326,6 @@ def export(
         parquet_paths = (complete_parquet, filtered_parquet)
     kept = sum(passed for _, _, passed in scored)
     return ExportResult(complete, filtered, len(scored), kept, parquet_paths)
-
-
-def export_dataset(
-    store: RunStore,
-    config: Config,
-    out: Path | None = None,
-    *,
-    with_metadata: bool = False,
-    parquet: bool = False,
-) -> tuple[Path, int]:
-    """Export a finished run (:func:`export`); returns the complete file's path and count."""
-    result = export(store, config, out, with_metadata=with_metadata, parquet=parquet)
-    return result.complete, result.count
 
 
 def describe(result: ExportResult) -> str:

@@ -9,29 +9,32 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
 from datasets import load_dataset
 
-from laerebogen.config import Config, Export, load_config
+from laerebogen.config import Export
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.export import (
     FILTER_REASONS,
     export,
-    export_dataset,
     export_scores,
     failed_filters,
     filter_reasons,
     passes,
 )
-from laerebogen.plan import MergeResult, StepPlan, merge_file, plan_first, plan_next, read_plan
+from laerebogen.plan import merge_file
 from laerebogen.readability import conversation_scores, count_text, count_texts, lix, word_count
-from laerebogen.records import Example, Message, Provenance, Step, record_id
-from laerebogen.run import start_run
-from laerebogen.store import RunStore
+from tests.finished_run import (
+    GOOD_ANSWER,
+    PASSING,
+    conversation,
+    final_conversations,
+    finished_run,
+    read_lines,
+)
 from tests.helpers import make_example
 
 # ---------------------------------------------------------------- LIX
@@ -84,29 +87,6 @@ def test_text_without_words_has_lix_zero() -> None:
     assert word_count("") == 0 and word_count("Æ ø å") == 3
 
 
-def conversation(
-    *turns: str, scores: dict[str, float] | None = None, index: int = 0, **provenance: object
-) -> Example:
-    """A conversation of alternating user and assistant messages."""
-    messages = tuple(
-        Message("user" if position % 2 == 0 else "assistant", text)
-        for position, text in enumerate(turns)
-    )
-    origin = provenance.pop("origin", "self-instruct")
-    return Example(
-        id=record_id("export-test", index),
-        instruction=turns[0],
-        output=turns[1],
-        messages=messages,
-        provenance=Provenance(
-            origin=origin,  # type: ignore[arg-type]
-            steps=(Step("generation", 1, "tiny"), Step("followups", 0, "tiny")),
-            **provenance,  # type: ignore[arg-type]
-        ),
-        scores=scores or {},
-    )
-
-
 def test_conversation_scores_count_per_role_and_lix_over_the_answers() -> None:
     example = conversation(
         "Hvad er sundt?",  # 3 words
@@ -130,109 +110,11 @@ def test_conversation_scores_count_per_role_and_lix_over_the_answers() -> None:
     assert scores["user_words"] == word_count(single.first_user_message())
 
 
-# ---------------------------------------------------------------- a finished run
-
-OVERRIDES = [
-    "grammar.enabled=false",
-    "quality.enabled=false",
-    "evolution.generations=0",
-    "generation.max_rounds=1",
-    "followups.turns=1",
-]
-GOOD_ANSWER = (
-    "Æbler er sunde, fordi de indeholder fibre og vitaminer. Fibrene hjælper fordøjelsen, og "
-    "C-vitaminet styrker immunforsvaret. Spis gerne et æble om dagen som en del af en varieret "
-    "kost."
-)  # 29 words, 3 sentences, 9 long: LIX 40.70
-FOLLOWUP_ANSWER = "Ja. Grønne æbler har lidt mindre sukker end røde, men forskellen er lille."
-HARD_ANSWER = (
-    "Sundhedsstyrelsens kostanbefalinger understreger betydningen af grøntsagsindtagelse "
-    "fiberholdige fødevarer fuldkornsprodukter fiskeprodukter magert kød begrænset "
-    "sukkerindtagelse reduceret saltindtagelse tilstrækkelig væskeindtagelse regelmæssig fysisk "
-    "aktivitet for voksne børn ældre gravide ammende personer kroniske sygdomme"
-)  # 30 words, 1 sentence, 22 long: LIX 103.33
-
-
-def final_conversations() -> list[Example]:
-    """The follow-ups' merged set: two conversations that pass the filters, four that do not."""
-    question, again = "Hvorfor er æbler sunde?", "Er grønne æbler bedre end røde?"
-    good = {"danish_confidence": 0.934567, "quality_good": 1.0}
-    return [
-        conversation(question, GOOD_ANSWER, again, FOLLOWUP_ANSWER, scores=good, index=0),
-        # 4 words of answers: too few, and LIX 4.0 is too low.
-        conversation("Nævn en frugt.", "Ja, fx et æble.", scores=good, index=1),
-        # Danish less likely than the other languages together.
-        conversation(
-            question,
-            GOOD_ANSWER,
-            again,
-            FOLLOWUP_ANSWER,
-            scores={"danish_confidence": 0.31, "quality_good": 1.0},
-            index=2,
-        ),
-        # Never judged for language: no confidence, so not in the filtered version.
-        conversation(question, GOOD_ANSWER, again, FOLLOWUP_ANSWER, index=3),
-        # One run-on sentence of compounds.
-        conversation("Hvad anbefaler Sundhedsstyrelsen?", HARD_ANSWER, scores=good, index=4),
-        conversation(
-            "Skriv en kort tekst om blåbær på dansk.",
-            GOOD_ANSWER.replace("Æbler", "Blåbær"),
-            "Og om jordbær?",
-            FOLLOWUP_ANSWER.replace("æbler", "jordbær"),
-            scores={"danish_confidence": 0.5},  # exactly the threshold: bounds are inclusive
-            index=5,
-            origin="evolved",
-            generation=2,
-            operation="deepen",
-        ),
-    ]
-
-
-PASSING = [0, 5]
-
-
-def finished_run(
-    tmp_path: Path, records: Sequence[Example] | None = None, name: str = "run"
-) -> tuple[RunStore, Config]:
-    """A run whose base generation and follow-ups are merged, with ``records`` as the result."""
-    config = load_config("tiny", OVERRIDES)
-    store = start_run(config, tmp_path / name)
-    first = plan_first(store, config)
-    base = [make_example(index) for index in range(4)]
-    followups = plan_next(store, config, write_merged(store, first.step, base))
-    assert followups is not None and followups.step == "followups"
-    write_merged(store, followups.step, final_conversations() if records is None else records)
-    store.write_state(
-        merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
-    )
-    store.write_state(merge_file(followups.step), MergeResult(followups.step, 4, 6, {}, None, 0.1))
-    return store, config
-
-
-def write_merged(store: RunStore, step: str, records: Sequence[Example]) -> StepPlan:
-    """The merged set of ``step`` as its merge job would write it; returns the step's plan."""
-    with store.open_merged(step) as writer:
-        writer.write_chunk(records, [], consumed=[record.id for record in records])
-        writer.finish()
-    plan = read_plan(store, step)
-    assert plan is not None
-    return plan
-
-
-def read_lines(path: Path) -> list[dict]:
-    """The lines of a JSONL file, refusing NaN and infinity as the JSON standard does."""
-
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{path}: {constant} in the export")
-
-    text = path.read_bytes().decode("utf-8")  # strict: the file is valid UTF-8
-    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
-
-
 def test_export_writes_one_conversation_per_line_in_the_run(tmp_path: Path) -> None:
     store, config = finished_run(tmp_path)
-    path, count = export_dataset(store, config)
-    assert path == tmp_path / "run" / "dataset.jsonl" and count == 6
+    result = export(store, config)
+    path = result.complete
+    assert path == tmp_path / "run" / "dataset.jsonl" and result.count == 6
     lines = read_lines(path)
     records = final_conversations()
     assert lines == [
@@ -344,7 +226,7 @@ def test_a_score_that_is_not_finite_stops_the_export(tmp_path: Path) -> None:
         export_scores(broken)
     store, config = finished_run(tmp_path, [*final_conversations(), broken])
     with pytest.raises(InvariantError, match=broken.id):
-        export_dataset(store, config)
+        export(store, config)
     assert not (tmp_path / "run" / "dataset.jsonl").exists()
 
 
@@ -372,8 +254,8 @@ def test_an_out_path_outside_the_run_is_written_atomically_with_its_siblings(
 ) -> None:
     store, config = finished_run(tmp_path)
     out = tmp_path / "exports" / "laerebogen.jsonl"
-    path, count = export_dataset(store, config, out, parquet=True)
-    assert (path, count) == (out, 6)
+    result = export(store, config, out, parquet=True)
+    assert (result.complete, result.count) == (out, 6)
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "laerebogen.filtered.jsonl",
         "laerebogen.filtered.parquet",
@@ -382,10 +264,10 @@ def test_an_out_path_outside_the_run_is_written_atomically_with_its_siblings(
     ]
     assert not (tmp_path / "run" / "dataset.jsonl").exists()
     # The run's default export has the same bytes.
-    export_dataset(store, config)
+    export(store, config)
     assert out.read_bytes() == (tmp_path / "run" / "dataset.jsonl").read_bytes()
     # A file inside the run directory goes through the store, in any subfolder.
-    inside, _ = export_dataset(store, config, tmp_path / "run" / "exports" / "all.jsonl")
+    inside = export(store, config, tmp_path / "run" / "exports" / "all.jsonl").complete
     assert inside.read_bytes() == out.read_bytes()
     assert (tmp_path / "run" / "exports" / "all.filtered.jsonl").is_file()
 
@@ -393,10 +275,10 @@ def test_an_out_path_outside_the_run_is_written_atomically_with_its_siblings(
 def test_export_refuses_an_unfinished_run_and_a_name_without_jsonl(tmp_path: Path) -> None:
     store, config = finished_run(tmp_path)
     with pytest.raises(LaerebogenError, match=r"must end in \.jsonl"):
-        export_dataset(store, config, tmp_path / "dataset.parquet")
+        export(store, config, tmp_path / "dataset.parquet")
     (tmp_path / "run" / merge_file("followups")).unlink()
     with pytest.raises(StoreError, match="followups is not merged"):
-        export_dataset(store, config)
+        export(store, config)
     assert not (tmp_path / "run" / "dataset.jsonl").exists()
 
 

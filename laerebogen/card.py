@@ -1,0 +1,292 @@
+"""The dataset card: a Hugging Face ``README.md`` written next to the export.
+
+The card is rendered from the run's own figures (:class:`laerebogen.report.DatasetStats`) and
+its config, never from hand-kept text, so it cannot disagree with the data: models and
+sampling per stage, seed count, the funnel of every step with its rejection reasons, dedup
+counts, evolution generations and operations, the thresholds of the filtered version with why
+each is set, an example conversation, the plots, compute and limitations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from laerebogen import __version__
+from laerebogen.config import Config, Sampling
+from laerebogen.export import filter_reasons
+from laerebogen.plan import later_steps
+from laerebogen.records import Message
+from laerebogen.report import DatasetStats
+
+CARD_FILE = "README.md"
+GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
+GEMMA_POLICY = "https://ai.google.dev/gemma/prohibited_use_policy"
+EXAMPLE_CHARS = 600  # characters of each message shown in the card's example
+SAMPLING_HEADER = (
+    "stage", "requests", "model", "temperature", "top_p", "min_p", "repetition penalty",
+    "max tokens",
+)  # fmt: skip
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+)
+SAMPLING_HEADER = (
+    "stage", "requests", "model", "temperature", "top_p", "min_p", "repetition penalty",
+    "max tokens",
+)  # fmt: skip
+
+
+def size_category(count: int) -> str:
+    """The Hugging Face ``size_categories`` bucket of ``count`` rows."""
+    for limit, name in SIZE_CATEGORIES:
+        if count < limit:
+            return name
+    return "n>10M"
+
+
+def made_with_gemma(config: Config) -> bool:
+    """Whether either model is a Gemma model: by its directory name or its ``model_type``."""
+    for role in ("base", "instruct"):
+        path = config.model_path(role)
+        if "gemma" in path.name.lower():
+            return True
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if "gemma" in str(model_type).lower():
+            return True
+    return False
+
+
+def _header(stats: DatasetStats, config: Config, complete: str, filtered: str) -> str:
+    gemma = made_with_gemma(config)
+    licence = (
+        f"license: other\nlicense_name: gemma-terms-of-use\nlicense_link: {GEMMA_TERMS}\n"
+        if gemma
+        else "license: other\nlicense_name: see-the-models-terms\n"
+    )
+    return (
+        "---\n"
+        "language:\n- da\n"
+        f"{licence}"
+        "pretty_name: Lærebogen\n"
+        "task_categories:\n- text-generation\n"
+        f"size_categories:\n- {size_category(stats.conversations)}\n"
+        "tags:\n- synthetic\n- instruction-tuning\n- multi-turn\n- danish\n"
+        "configs:\n"
+        "- config_name: filtered\n  default: true\n  data_files:\n"
+        f"  - split: train\n    path: {filtered}\n"
+        "- config_name: complete\n  data_files:\n"
+        f"  - split: train\n    path: {complete}\n"
+        "---\n"
+    )
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "-"
+
+
+def _sampling_rows(config: Config) -> list[list[object]]:
+    """A row per kind of request: stage, what is sampled, model, sampling parameters."""
+    requests: list[tuple[str, str, str, Sampling]] = [
+        ("generation", "new tasks", "base", config.generation.sampling)
+    ]
+    stages = {stage for _, stage, _ in later_steps(config)}
+    if "grammar" in stages:
+        requests.append(("grammar", "corrections", "instruct", config.grammar.sampling))
+    if "quality" in stages:
+        requests.append(("quality", "judgements, rewrites", "instruct", config.quality.sampling))
+    if "evolution" in stages:
+        requests.append(("evolution", "evolved tasks", "instruct", config.evolution.sampling))
+        requests.append(("evolution", "answers", "instruct", config.evolution.answer_sampling))
+    if "followups" in stages:
+        requests.append(("followups", "user turns", "instruct", config.followups.sampling))
+        requests.append(("followups", "answers", "instruct", config.followups.answer_sampling))
+    return [
+        [
+            stage,
+            what,
+            f"`{config.model_path(role).name}`",  # type: ignore[arg-type]
+            s.temperature,
+            s.top_p,
+            s.min_p,
+            s.repetition_penalty,
+            s.max_tokens,
+        ]
+        for stage, what, role, s in requests
+    ]
+
+
+def _funnel(stats: DatasetStats) -> str:
+    rows = [
+        [
+            s.step,
+            s.records_in,
+            s.records_out,
+            _reasons(s.rejected),
+            _reasons(s.merge_rejected),
+            "-" if s.kept is None else s.kept,
+        ]
+        for s in stats.steps
+    ]
+    header = ["step", "in", "out", "rejected in the shards", "rejected by the merge", "kept"]
+    return _table(header, rows)
+
+
+def _example(messages: Sequence[Message]) -> str:
+    shown = []
+    for message in messages:
+        content = message.content
+        if len(content) > EXAMPLE_CHARS:
+            content = content[:EXAMPLE_CHARS].rstrip() + " […]"
+        shown.append({"role": message.role, "content": content})
+    text = json.dumps({"messages": shown}, ensure_ascii=False, indent=2)
+    return f"```json\n{text}\n```"
+
+
+def _counts(counts: Mapping[str, int], key: str) -> str:
+    return _table([key, "conversations"], list(counts.items())) if counts else "(none)"
+
+
+def render_card(
+    stats: DatasetStats,
+    config: Config,
+    *,
+    complete: str,
+    filtered: str,
+    example: Sequence[Message],
+) -> str:
+    """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
+    the data files' names, ``example`` is the conversation shown."""
+    plot = stats.plots
+    gemma = made_with_gemma(config)
+    models = sorted(set(stats.models.values()))
+    total = stats.total
+    words = stats.words
+    reasons = filter_reasons(stats.filters)
+    evolution_steps = [s for s in stats.steps if s.stage == "evolution"]
+    sections = [
+        _header(stats, config, complete, filtered),
+        f"# Lærebogen{f' ({stats.name})' if stats.name else ''}\n",
+        f"A synthetic Danish instruction-tuning dataset of **{stats.conversations}** "
+        f"conversations (**{stats.filtered}** in the filtered version), made by "
+        f"laerebogen {__version__} with "
+        + " and ".join(f"`{m}`" for m in models)
+        + f" from {stats.seed_tasks} hand-written Danish seed tasks (run seed {stats.seed}).\n",
+        "```python\nfrom datasets import load_dataset\n\n"
+        'filtered = load_dataset("path/to/this/directory", "filtered", split="train")\n'
+        'complete = load_dataset("path/to/this/directory", "complete", split="train")\n```\n',
+        "## Structure\n",
+        'One conversation per line: `{"messages": [{"role": "user" | "assistant", '
+        '"content": ...}, ...]}`. Files: '
+        f"`{complete}` (complete), `{filtered}` (filtered). For example:\n",
+        _example(example) + "\n",
+        _counts(stats.turns, "user turns") + "\n",
+        f"![Turns per conversation]({plot['turns']})\n",
+        _table(
+            ["role", "messages", "mean words", "median", "10th percentile", "90th percentile"],
+            [[role, d.count, d.mean, d.median, d.p10, d.p90] for role, d in words.items()],
+        )
+        + "\n",
+        f"![Words per message]({plot['lengths']})\n",
+        "## How it was made\n",
+        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
+        "input, output).\n"
+        "2. **Base generation**: few-shot prompts of "
+        f"{config.generation.seeds_per_prompt} random seeds ask the pretrained model for up to "
+        f"{config.generation.tasks_per_prompt} new tasks, in rounds until "
+        f"{config.generation.target} are kept; replies are parsed, filtered (heuristics, "
+        "Danish language detection with lingua) and deduplicated.\n"
+        "3. **Grammar correction** and 4. **quality improvement** by the instruction-tuned "
+        "model.\n"
+        f"5. **Evol-Instruct**: {config.evolution.generations} generations of in-depth and "
+        "in-breadth evolution; failed evolutions are eliminated, all generations are kept "
+        "and shuffled together.\n"
+        f"6. **Follow-ups**: {config.followups.turns} more user turns and answers per "
+        "conversation.\n",
+        "After every step a merge job screens the records again and removes near-duplicates: "
+        "ROUGE-L of the instruction above "
+        f"{config.filters.rouge_threshold} against every record kept before "
+        f"(over the run: {stats.dedup.get('near_duplicate', 0)} near-duplicates and "
+        f"{stats.dedup.get('duplicate_id', 0)} duplicate ids removed).\n",
+        "### Models and sampling\n",
+        _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
+        "### Funnel\n",
+        "Records into each step, out of its shards and kept by its merge, with every rejection "
+        "reason:\n",
+        _funnel(stats) + "\n",
+        f"![Funnel per step]({plot['funnel']})\n",
+        "### Evolution\n",
+        "Conversations by evolution generation (0: not evolved) and by the operation that "
+        "made them:\n",
+        _counts(stats.generations, "generation") + "\n",
+        _counts(stats.operations, "operation") + "\n",
+        (
+            "Eliminated evolutions: "
+            + "; ".join(f"{s.step}: {_reasons(s.rejected)}" for s in evolution_steps)
+            + "\n"
+            if evolution_steps
+            else ""
+        ),
+        f"![Evolution generations and operations]({plot['evolution']})\n",
+        "## Quality scores and the filtered version\n",
+        "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
+        "words per sentence plus the share of words longer than 6 letters), words per role, "
+        "turns and lingua's Danish confidence. The filtered version keeps the conversations "
+        "that pass every threshold:\n",
+        "\n".join(
+            f"- `{name}` = {value:g}: {reasons[name]} "
+            f"({stats.failed_filters.get(name, 0)} conversations fail it)"
+            for name, value in stats.filters.items()
+        )
+        + "\n",
+        f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "
+        f"{stats.lix.p10}-{stats.lix.p90}. Danish confidence: median "
+        f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",
+        f"![LIX]({plot['lix']})\n",
+        f"![Danish confidence]({plot['language']})\n",
+        "## Compute\n",
+        f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
+        f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "
+        f"{total.wall_seconds / 3600:.2f} h ({total.gpu_hours:.2f} GPU-hours), "
+        f"{total.failed_attempts} retried jobs.\n",
+        "## Limitations\n",
+        "- Every answer is written by a language model and has not been checked by people: "
+        "it can state wrong facts, reason badly or follow the instruction only in part.\n"
+        "- The Danish is the models' Danish: the grammar step and the filters catch much, but "
+        "anglicisms, Norwegian and Swedish forms and stilted phrasing remain.\n"
+        "- Language detection tells Danish from other languages, not good Danish from bad; "
+        "LIX measures readability, not correctness.\n"
+        "- Deduplication compares instructions only (ROUGE-L), so similar tasks with "
+        "different wording remain, and the seeds' 21 categories bound the topics.\n"
+        "- Follow-up user turns are written by the model and are tidier than real users.\n",
+        "## Licence\n",
+        (
+            "The conversations are output of Gemma models and are provided under and subject "
+            f"to the [Gemma Terms of Use]({GEMMA_TERMS}); use must follow the "
+            f"[Gemma Prohibited Use Policy]({GEMMA_POLICY}). "
+            if gemma
+            else "The conversations are output of "
+            + " and ".join(f"`{m}`" for m in models)
+            + ": the terms of those models apply to them. "
+        )
+        + "The seed tasks and laerebogen are Apache-2.0.\n",
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def card_path(dataset: Path) -> Path:
+    """Where the card of the dataset file ``dataset`` goes: ``README.md`` beside it."""
+    return dataset.parent / CARD_FILE

@@ -1,0 +1,333 @@
+"""``laerebogen report``: the figures of a finished run as ``stats.json`` and PNG plots.
+
+The numbers are what a dataset card needs and what a user checks before trusting a run: the
+funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept),
+the dataset's shape (words per message by role, turns, origins, evolution generations and
+operations) and its quality scores (LIX, Danish confidence) with the filtered version's
+thresholds and how many conversations each one removed. Everything is computed from the run's
+state files and one pass over the final records; the same run gives the same bytes.
+
+Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
+node) and saved without timestamps, so they too are reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+
+from laerebogen.config import Config
+from laerebogen.export import Destination, check_finished, export_scores, failed_filters
+from laerebogen.merge import LANGUAGE_SCORE
+from laerebogen.plan import final_records
+from laerebogen.readability import word_count
+from laerebogen.records import Example
+from laerebogen.seeds import SEED_STAGE
+from laerebogen.status import RunTotals, StepStatus, run_status, totals
+from laerebogen.store import RunStore
+
+STATS_FILE = "stats.json"
+PLOTS_DIR = "plots"
+PLOT_DPI = 100
+DEDUP_REASONS = ("near_duplicate", "duplicate_id")
+ROLES = ("user", "assistant")
+
+
+class Distribution(msgspec.Struct, frozen=True):
+    """Summary of a list of numbers; all zero for an empty list."""
+
+    count: int
+    mean: float
+    minimum: float
+    p10: float
+    median: float
+    p90: float
+    maximum: float
+
+
+class DatasetStats(msgspec.Struct, frozen=True):
+    """What ``stats.json`` holds."""
+
+    name: str
+    seed: int
+    models: dict[str, str]  # role -> model directory name
+    seed_tasks: int
+    conversations: int
+    filtered: int  # conversations in the filtered version
+    filters: dict[str, float]  # the thresholds of the filtered version
+    failed_filters: dict[str, int]  # conversations each threshold removes (one may fail several)
+    origins: dict[str, int]
+    generations: dict[str, int]  # evolution generation (0: not evolved) -> conversations
+    operations: dict[str, int]  # evolution operation of evolved conversations
+    turns: dict[str, int]  # user turns -> conversations
+    words: dict[str, Distribution]  # words per message, by role
+    lix: Distribution
+    danish_confidence: Distribution
+    dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
+    steps: list[StepStatus]
+    total: RunTotals
+    plots: dict[str, str]  # plot name -> path relative to stats.json
+
+
+class _Samples:
+    """The per-conversation numbers the statistics and plots are made from."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, list[int]] = {role: [] for role in ROLES}
+        self.lix: list[float] = []
+        self.confidence: list[float] = []
+        self.turns: Counter[int] = Counter()
+        self.origins: Counter[str] = Counter()
+        self.generations: Counter[int] = Counter()
+        self.operations: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.count = self.passed = 0
+
+    def add(self, record: Example, filters: Mapping[str, float]) -> None:
+        scores = export_scores(record)
+        for message in record.conversation():
+            if message.role in self.words:
+                self.words[message.role].append(word_count(message.content))
+        self.lix.append(scores["lix"])
+        if LANGUAGE_SCORE in scores:
+            self.confidence.append(scores[LANGUAGE_SCORE])
+        self.turns[int(scores["turns"])] += 1
+        provenance = record.provenance
+        self.origins[provenance.origin] += 1
+        self.generations[provenance.generation] += 1
+        if provenance.operation:
+            self.operations[provenance.operation] += 1
+        failed = failed_filters(scores, filters)
+        self.failed.update(failed)
+        self.count += 1
+        self.passed += not failed
+
+
+def distribution(values: Sequence[float]) -> Distribution:
+    """Count, mean, extremes and the interpolated 10th, 50th and 90th percentiles."""
+    if not values:
+        return Distribution(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    ordered = sorted(values)
+    deciles = (
+        statistics.quantiles(ordered, n=10, method="inclusive")
+        if len(ordered) > 1
+        else [float(ordered[0])] * 9
+    )
+    return Distribution(
+        count=len(ordered),
+        mean=round(statistics.fmean(ordered), 4),
+        minimum=float(ordered[0]),
+        p10=round(deciles[0], 4),
+        median=round(deciles[4], 4),
+        p90=round(deciles[8], 4),
+        maximum=float(ordered[-1]),
+    )
+
+
+def _keyed(counts: Counter[int] | Counter[str]) -> dict[str, int]:
+    """A counter as a JSON object with keys in their natural order."""
+    return {str(key): counts[key] for key in sorted(counts)}  # type: ignore[type-var]
+
+
+def collect(
+    store: RunStore, config: Config, records: Iterable[Example]
+) -> tuple[DatasetStats, _Samples]:
+    """The statistics of a finished run whose final records are ``records``."""
+    filters = config.export.thresholds()
+    samples = _Samples()
+    for record in records:
+        samples.add(record, filters)
+    steps = run_status(store.root)
+    run_totals = totals(steps)
+    stats = DatasetStats(
+        name=config.name,
+        seed=config.seed,
+        models={role: config.model_path(role).name for role in ("base", "instruct")},
+        seed_tasks=store.manifest(SEED_STAGE, 0).outputs,
+        conversations=samples.count,
+        filtered=samples.passed,
+        filters=filters,
+        failed_filters={name: samples.failed[name] for name in filters},
+        origins=_keyed(samples.origins),
+        generations=_keyed(samples.generations),
+        operations=_keyed(samples.operations),
+        turns=_keyed(samples.turns),
+        words={role: distribution(values) for role, values in samples.words.items()},
+        lix=distribution(samples.lix),
+        danish_confidence=distribution(samples.confidence),
+        dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
+        steps=steps,
+        total=run_totals,
+        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS},
+    )
+    return stats, samples
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0):  # type: ignore[no-untyped-def]
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * columns, height), dpi=PLOT_DPI, layout="constrained")
+    return figure, [figure.add_subplot(1, columns, index + 1) for index in range(columns)]
+
+
+def _png(figure) -> bytes:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _bars(axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:  # type: ignore[no-untyped-def]
+    labels = list(counts) or ["(none)"]
+    values = list(counts.values()) or [0]
+    axes.bar(labels, values, color="#4c72b0")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("conversations")
+    for label in axes.get_xticklabels():
+        label.set_rotation(20 if len(labels) > 4 else 0)
+
+
+def plot_lengths(samples: _Samples) -> bytes:
+    """Words per message by role, on a log scale (answers run from one line to pages)."""
+    import numpy as np
+
+    figure, (axes,) = _figure()
+    longest = max((max(v) for v in samples.words.values() if v), default=1)
+    bins = np.unique(np.geomspace(1, max(longest, 2) + 1, 40).astype(int))
+    for role, color in zip(ROLES, ("#dd8452", "#4c72b0"), strict=True):
+        values = [max(value, 1) for value in samples.words[role]]
+        axes.hist(values, bins=bins, histtype="step", linewidth=2, label=role, color=color)
+    axes.set_xscale("log")
+    axes.set_title("Words per message")
+    axes.set_xlabel("words (log scale)")
+    axes.set_ylabel("messages")
+    axes.legend()
+    return _png(figure)
+
+
+def plot_turns(stats: DatasetStats) -> bytes:
+    """Conversations by their number of user turns."""
+    figure, (axes,) = _figure()
+    _bars(axes, stats.turns, "Turns per conversation", "user turns")
+    return _png(figure)
+
+
+def plot_evolution(stats: DatasetStats) -> bytes:
+    """Conversations by evolution generation and by the operation that made them."""
+    figure, (left, right) = _figure(columns=2, width=5.5)
+    _bars(left, stats.generations, "Evolution generation", "generation (0: not evolved)")
+    _bars(right, stats.operations, "Evolution operation", "")
+    return _png(figure)
+
+
+def plot_funnel(stats: DatasetStats) -> bytes:
+    """Per step: records in, records out of the shards, records kept by the merge."""
+    import numpy as np
+
+    steps = [status.step for status in stats.steps]
+    height = max(3.0, 0.45 * len(steps) + 1.5)
+    figure, (axes,) = _figure(width=8.0, height=height)
+    rows = np.arange(len(steps))
+    series = (
+        ("in", [s.records_in for s in stats.steps], "#9aa5b1"),
+        ("out of the shards", [s.records_out for s in stats.steps], "#4c72b0"),
+        ("kept by the merge", [s.kept or 0 for s in stats.steps], "#55a868"),
+    )
+    for offset, (label, values, color) in zip((-0.27, 0.0, 0.27), series, strict=True):
+        axes.barh(rows + offset, values, height=0.27, label=label, color=color)
+    axes.set_yticks(rows, steps)
+    axes.invert_yaxis()
+    axes.set_xlabel("records")
+    axes.set_title("Funnel per step")
+    axes.legend(loc="lower right")
+    return _png(figure)
+
+
+def plot_language(samples: _Samples, stats: DatasetStats) -> bytes:
+    """Danish confidence of the conversations, with the filtered version's threshold."""
+    figure, (axes,) = _figure()
+    axes.hist(samples.confidence or [0.0], bins=40, range=(0.0, 1.0), color="#4c72b0")
+    threshold = stats.filters.get(f"min_{LANGUAGE_SCORE}")
+    if threshold is not None:
+        axes.axvline(threshold, color="#c44e52", linestyle="--", label="filtered version")
+        axes.legend(loc="upper left")
+    axes.set_title("Danish confidence (lingua)")
+    axes.set_xlabel("confidence")
+    axes.set_ylabel("conversations")
+    return _png(figure)
+
+
+def plot_lix(samples: _Samples, stats: DatasetStats) -> bytes:
+    """LIX of the answers, with the filtered version's bounds."""
+    figure, (axes,) = _figure()
+    axes.hist(samples.lix or [0.0], bins=40, color="#4c72b0")
+    for name in ("min_lix", "max_lix"):
+        if name in stats.filters:
+            axes.axvline(stats.filters[name], color="#c44e52", linestyle="--")
+    axes.set_title("LIX of the answers (dashed: the filtered version's bounds)")
+    axes.set_xlabel("LIX")
+    axes.set_ylabel("conversations")
+    return _png(figure)
+
+
+PLOTS = ("funnel", "lengths", "turns", "evolution", "language", "lix")
+
+
+def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
+    """Every plot of :data:`PLOTS` as PNG bytes."""
+    return {
+        "funnel": plot_funnel(stats),
+        "lengths": plot_lengths(samples),
+        "turns": plot_turns(stats),
+        "evolution": plot_evolution(stats),
+        "language": plot_language(samples, stats),
+        "lix": plot_lix(samples, stats),
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+class Report(msgspec.Struct, frozen=True):
+    """Where a report was written."""
+
+    stats: DatasetStats
+    stats_path: Path
+    plot_paths: dict[str, Path]
+
+
+def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -> Report:
+    """Write ``stats.json`` and ``plots/*.png`` of a finished run into ``out_dir`` (default:
+    the run directory)."""
+    check_finished(store)
+    directory = store.root if out_dir is None else Path(out_dir)
+    stats, samples = collect(store, config, final_records(store, config))
+    destination = Destination(store)
+    stats_path = destination.data(
+        directory / STATS_FILE, msgspec.json.format(msgspec.json.encode(stats)) + b"\n"
+    )
+    plot_paths = {
+        name: destination.data(directory / stats.plots[name], png)
+        for name, png in draw(stats, samples).items()
+    }
+    return Report(stats, stats_path, plot_paths)
+
+
+def describe(report: Report) -> str:
+    """What a report wrote and its headline figures."""
+    stats = report.stats
+    return "\n".join(
+        [
+            f"conversations: {stats.conversations} ({stats.filtered} in the filtered version)",
+            f"stats: {report.stats_path}",
+            f"plots: {', '.join(str(path) for path in report.plot_paths.values())}",
+        ]
+    )
