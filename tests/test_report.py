@@ -246,3 +246,6 @@ def test_the_driver_ends_by_printing_dataset_card_and_plots(tmp_path: Path) -> N
     assert f"card: {tmp_path / 'run' / 'README.md'}" in text
     assert f"complete: 6 conversations -> {path}" in text
     assert str(tmp_path / "run" / "plots" / "funnel.png") in text
+    # Every step was merged already: the driver says so and that it ran none.
+    assert "every step was done already: the run is finished" in text
+    assert f"{tmp_path / 'run'}: 0 steps run in 0 min" in text
