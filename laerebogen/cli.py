@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -330,6 +331,7 @@ class Cli:
         """Run one shard of a step of a run: exactly what a SLURM array task runs."""
         from laerebogen.shard_runner import run_shard
 
+        _exit_on_sigterm()
         run_shard(Path(run), stage, int(index), attempt=int(attempt))
 
     def merge(self, run: str, stage: str) -> None:
@@ -337,6 +339,7 @@ class Cli:
         from laerebogen.merge import describe, merge_step
         from laerebogen.store import RunStore
 
+        _exit_on_sigterm()
         print(describe(merge_step(RunStore(run), stage)))
 
     def dataset(
@@ -383,6 +386,16 @@ def _gather_overrides(argv: list[str]) -> list[str]:
     if overrides:
         rest.append(f"--set={overrides!r}")
     return rest
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM (kill, timeout, an interrupted driver) end a job like an exception: the
+    engine shuts vLLM's processes down instead of leaving them running without a parent."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

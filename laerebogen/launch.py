@@ -18,9 +18,11 @@ directory (a manifest, a merge result) to know whether it succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from laerebogen.shard_runner import EngineCache
 
 MERGE = -1  # the index of a step's merge job among its shards
+STOP_SECONDS = 60.0  # how long an interrupted driver gives its local jobs to stop
 # How long a job may be missing from squeue and sacct after submission (sacct lags).
 SLURM_GRACE_SECONDS = 60
 ACTIVE_SLURM_STATES = frozenset(
@@ -182,6 +185,12 @@ def _process_runs(pid: int, task_words: Sequence[str]) -> bool:
     return all(word in words for word in task_words)
 
 
+def _end_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to the process group ``pgid`` if any of it is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
 class LocalLauncher(Launcher):
     """Each task in a fresh subprocess, at most ``parallelism`` at once."""
 
@@ -225,8 +234,15 @@ class LocalLauncher(Launcher):
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
             command = [sys.executable, "-m", "laerebogen", *task.command()]
             handle = open(log, "ab")  # noqa: SIM115 (closed when the process is reaped)
+            # A process group per job: whatever the job leaves behind (vLLM's engine and worker
+            # processes, if the job was SIGKILLed) can be found and ended with it.
             process = subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+                command,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
             )
             job_id = f"pid-{process.pid}"
             self.running[job_id] = (process, gpus or [], handle)
@@ -238,6 +254,7 @@ class LocalLauncher(Launcher):
         for job_id, (process, _, handle) in list(self.running.items()):
             code = process.poll()
             if code is not None:
+                _end_group(process.pid, signal.SIGKILL)  # orphans of a job that was killed
                 handle.close()
                 del self.running[job_id]
                 self.exit_codes[job_id] = code
@@ -265,9 +282,20 @@ class LocalLauncher(Launcher):
         return ["shard", "--run", str(self.run_dir), "--index", str(submission.index)]
 
     def close(self) -> None:
-        for process, _, handle in self.running.values():
+        """Stop the jobs still running (the driver was interrupted): each gets SIGTERM, which
+        ends it like an exception would, keeping its committed chunks; what is left of a job
+        after :data:`STOP_SECONDS` is killed."""
+        for process, _, _ in self.running.values():
             if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
+        for process, _, handle in self.running.values():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
                 process.wait()
+            _end_group(process.pid, signal.SIGKILL)
             handle.close()
         self.running.clear()
 

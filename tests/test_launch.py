@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,8 @@ from laerebogen.launch import (
     slurm_parameters,
     windows,
 )
+from laerebogen.plan import plan_first
+from laerebogen.run import start_run
 from tests.slurm_cluster import SlurmCluster
 
 
@@ -137,3 +143,67 @@ def test_local_launcher_reattaches_to_a_shard_process_of_an_earlier_driver(
         process.kill()
         process.wait()
     assert not launcher.states([mine])[mine.job_id].active
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies excluded)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_local_jobs_leave_no_engine_processes_behind(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    """A job killed outright has its orphans (vLLM's engine processes) ended when it is reaped;
+    an interrupted driver stops its running jobs, which keep their committed chunks."""
+    overrides = [
+        *recipe_overrides,
+        "generation.first_round_prompts=40",
+        "generation.prompts_per_shard=40",
+        "engine.chunk_size=1",
+    ]
+    config = load_config("tiny", overrides)
+    store = start_run(config, tmp_path / "run")
+    step = plan_first(store, config).step
+    journal = tmp_path / "run" / step / "shard-00000.journal"
+    launcher = LocalLauncher(config, tmp_path / "run")
+
+    def started(attempt: int, chunks: int) -> Submission:
+        (submission,) = launcher.submit([Task(str(tmp_path / "run"), step, 0, attempt)], "test")
+        wait_for(
+            lambda: journal.exists() and journal.read_bytes().count(b"\n") >= chunks,
+            f"{chunks} committed chunks",
+        )
+        return submission
+
+    killed = started(0, 1)
+    pid = int(killed.job_id.removeprefix("pid-"))
+    assert len(group_members(pid)) > 1  # the job and vLLM's engine processes
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not launcher.states([killed])[killed.job_id].active, "the job to end")
+    wait_for(lambda: not group_members(pid), "its orphans to be ended", seconds=10)
+
+    committed = journal.read_bytes().count(b"\n")
+    interrupted = started(1, committed + 1)
+    pid = int(interrupted.job_id.removeprefix("pid-"))
+    launcher.close()  # what the driver does when Ctrl-C stops it
+    assert not group_members(pid)
+    assert launcher.exit_codes == {killed.job_id: -signal.SIGKILL}  # close() forgets the rest
+    assert not store.is_done(step, 0)
+    assert journal.read_bytes().count(b"\n") > committed  # the resumed job's chunks stay
+    log = Path(interrupted.log).read_text()
+    assert "resuming after" in log and "Traceback" not in log
