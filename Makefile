@@ -65,9 +65,10 @@ bench: $(STAMP)
 	for script in benchmarks/*.py; do \
 		echo "== $$script"; \
 		$(BIN)/python "$$script" | tee "$$summary.out" || { rm -f "$$summary" "$$summary.out"; exit 1; }; \
-		echo "$$script: $$(tail -n 1 "$$summary.out")" >> "$$summary"; \
+		printf '%-36s %s\n' "$$script" "$$(tail -n 1 "$$summary.out" | sed 's/^RESULT //')" >> "$$summary"; \
 	done; \
-	echo; echo "Summary (last line of each benchmark):"; cat "$$summary"; rm -f "$$summary" "$$summary.out"
+	echo; echo "Summary (the RESULT line of each benchmark):"; \
+	printf '%-36s %s\n' benchmark figures; cat "$$summary"; rm -f "$$summary" "$$summary.out"
 
 # The Apptainer image of the array tasks (containers/README.md), built on a machine with
 # Apptainer >= 1.2; on a cluster also as a CPU job: sbatch slurm/build-container.sbatch.
