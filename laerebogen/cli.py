@@ -417,3 +417,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         print("laerebogen: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `laerebogen ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(0)

@@ -9,14 +9,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quick_start_commands() -> list[str]:
+    """The commands of the Quick start section's sh blocks, in order."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Quick start", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert block, "the Quick start section has no sh block"
-    return block.group(1).split("\n")[:-1]
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert blocks, "the Quick start section has no sh block"
+    return [line for block in blocks for line in block.split("\n")[:-1]]
 
 
-def test_quick_start_is_install_dataset_test() -> None:
+def test_quick_start_is_install_dataset_then_test() -> None:
     assert quick_start_commands() == ["make install", "make dataset", "make test"]
 
 
