@@ -289,17 +289,26 @@ create_munge_key() {
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
+# Start daemon $1 with the command that follows, unless it runs already; its output goes to
+# its start log and its pid is recorded as one this script started.
+launch_daemon() {
+    local name="$1"
+    shift
+    running_pid "$name" >/dev/null && return 0
+    say "starting $name"
+    "$@" </dev/null >>"$LOG_DIR/$name-start.log" 2>&1 ||
+        die_with_log "$name did not start" "$(log_of "$name")"
+    record_started "$name"
+}
+
 start_munged() {
+    # /run is a tmpfs: the socket directory is gone after every boot.
     running_pid munged >/dev/null || {
-        say "starting munged"
-        # /run is a tmpfs: the socket directory is gone after every boot.
         mkdir -p /run/munge
         chown munge:munge /run/munge
         chmod 755 /run/munge
-        runuser -u munge -- /usr/sbin/munged </dev/null >>"$LOG_DIR/munged-start.log" 2>&1 ||
-            die_with_log "munged did not start" "$(log_of munged)"
-        record_started munged
     }
+    launch_daemon munged runuser -u munge -- /usr/sbin/munged
     wait_for "munge to answer" "$(log_of munged)" munge_works
 }
 
@@ -337,34 +346,18 @@ port_listening() {
 slurmdbd_listens() { port_listening 6819; }
 
 start_slurmdbd() {
-    running_pid slurmdbd >/dev/null || {
-        say "starting slurmdbd"
-        slurmdbd </dev/null >>"$LOG_DIR/slurmdbd-start.log" 2>&1 ||
-            die_with_log "slurmdbd did not start" "$(log_of slurmdbd)"
-        record_started slurmdbd
-    }
+    launch_daemon slurmdbd slurmdbd
     wait_for "slurmdbd to listen on port 6819" "$(log_of slurmdbd)" slurmdbd_listens
 }
 
 slurmctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 start_slurmctld() {
-    running_pid slurmctld >/dev/null || {
-        say "starting slurmctld"
-        slurmctld </dev/null >>"$LOG_DIR/slurmctld-start.log" 2>&1 ||
-            die_with_log "slurmctld did not start" "$(log_of slurmctld)"
-        record_started slurmctld
-    }
+    launch_daemon slurmctld slurmctld
     wait_for "slurmctld to answer scontrol ping" "$(log_of slurmctld)" slurmctld_up
 }
 
-start_slurmd() {
-    running_pid slurmd >/dev/null && return 0
-    say "starting slurmd"
-    slurmd -N "$NODE" </dev/null >>"$LOG_DIR/slurmd-start.log" 2>&1 ||
-        die_with_log "slurmd did not start" "$(log_of slurmd)"
-    record_started slurmd
-}
+start_slurmd() { launch_daemon slurmd slurmd -N "$NODE"; }
 
 node_state() {
     local state
