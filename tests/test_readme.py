@@ -131,7 +131,7 @@ NOT_RUN: dict[str, str] = {
     ),
     r"make test$": "is the test suite itself",
     r"make format$": "rewrites the repository's source files (ruff format and fixes)",
-    r"make bench$": "every benchmark at full size, about 15 minutes; test_benchmarks runs each small",
+    r"make bench$": "every benchmark at full size (15 min); test_benchmarks runs each small",
     r"make container ": "needs Apptainer (and writes the image into /project)",
     r"sbatch ": "needs a SLURM cluster with GPUs",
     r"\.venv/bin/laerebogen dataset --config gemma-27b ": (
