@@ -16,10 +16,9 @@ bytes (JSON by msgspec, scores rounded, Parquet without timestamps).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -28,7 +27,7 @@ from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.plan import chain, final_records, generation_step
 from laerebogen.readability import SCORES, conversation_scores
 from laerebogen.records import Example, Message
-from laerebogen.store import RunStore, atomic_write
+from laerebogen.store import RunStore, atomic_lines, atomic_write
 
 DATASET_FILE = "dataset.jsonl"
 JSONL_SUFFIX = ".jsonl"
@@ -208,55 +207,6 @@ def _parquet_bytes(rows: Iterable[msgspec.Struct], schema: Any) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-# ---------------------------------------------------------------- where files go
-
-
-def _replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a file outside the run directory: a temporary file, fsynced, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class Destination:
-    """Writes the export's files: through the store inside the run, atomically elsewhere."""
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-        self.root = store.root.resolve()
-
-    def _relative(self, path: Path) -> str | None:
-        resolved = path.resolve()
-        return str(resolved.relative_to(self.root)) if resolved.is_relative_to(self.root) else None
-
-    def lines(self, path: Path, lines: Iterable[bytes]) -> Path:
-        relative = self._relative(path)
-        if relative is not None:
-            return self.store.write_lines(relative, lines)
-
-        def write(handle: IO[bytes]) -> None:
-            for line in lines:
-                handle.write(line + b"\n")
-
-        _replace_atomically(path, write)
-        return path
-
-    def data(self, path: Path, data: bytes) -> Path:
-        relative = self._relative(path)
-        if relative is not None:
-            atomic_write(self.store.root / relative, data)  # the store's atomic file write
-            return self.store.root / relative
-        _replace_atomically(path, lambda handle: handle.write(data))
-        return path
-
-
 def output_paths(out: Path) -> tuple[Path, Path, Path, Path]:
     """The complete and filtered JSONL and Parquet files for ``out`` (a ``.jsonl`` path)."""
     if out.suffix != JSONL_SUFFIX:
@@ -312,17 +262,16 @@ def export(
         scored.append((record.id, scores, passes(scores, filters)))
     columns = sorted(keys) if with_metadata else None
 
-    destination = Destination(store)
     encoder = msgspec.json.Encoder()
     for path, only_passing in ((complete, False), (filtered, True)):
         rows = _rows(store, config, scored, columns, filtered=only_passing)
-        destination.lines(path, map(encoder.encode, rows))
+        atomic_lines(path, map(encoder.encode, rows))
     parquet_paths = None
     if parquet:
         schema = _parquet_schema(columns)
         for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
             rows = _rows(store, config, scored, columns, filtered=only_passing)
-            destination.data(path, _parquet_bytes(rows, schema))
+            atomic_write(path, _parquet_bytes(rows, schema))
         parquet_paths = (complete_parquet, filtered_parquet)
     kept = sum(passed for _, _, passed in scored)
     return ExportResult(complete, filtered, len(scored), kept, parquet_paths)

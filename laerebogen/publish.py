@@ -16,12 +16,12 @@ import msgspec
 from laerebogen.card import card_path, render_card
 from laerebogen.config import Config
 from laerebogen.errors import InvariantError
-from laerebogen.export import Conversation, Destination, ExportResult, export
+from laerebogen.export import Conversation, ExportResult, export
 from laerebogen.export import describe as describe_export
 from laerebogen.records import Message
 from laerebogen.report import Report, write_report
 from laerebogen.report import describe as describe_report
-from laerebogen.store import RunStore
+from laerebogen.store import RunStore, atomic_write
 
 
 class Published(NamedTuple):
@@ -68,7 +68,7 @@ def publish(
         filtered=result.filtered.name,
         example=first_conversation(result.filtered, result.complete),
     )
-    path = Destination(store).data(card_path(result.complete), card.encode("utf-8"))
+    path = atomic_write(card_path(result.complete), card.encode("utf-8"))
     return Published(result, report, path)
 
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import msgspec
 
 from laerebogen.config import Config
-from laerebogen.export import Destination, check_finished, export_scores, failed_filters
+from laerebogen.export import check_finished, export_scores, failed_filters
 from laerebogen.merge import LANGUAGE_SCORE
 from laerebogen.plan import final_records
 from laerebogen.readability import word_count
 from laerebogen.records import Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.status import RunTotals, StepStatus, run_status, totals
-from laerebogen.store import RunStore
+from laerebogen.store import RunStore, atomic_write
 
 STATS_FILE = "stats.json"
 PLOTS_DIR = "plots"
@@ -310,12 +310,11 @@ def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -
     check_finished(store)
     directory = store.root if out_dir is None else Path(out_dir)
     stats, samples = collect(store, config, final_records(store, config))
-    destination = Destination(store)
-    stats_path = destination.data(
+    stats_path = atomic_write(
         directory / STATS_FILE, msgspec.json.format(msgspec.json.encode(stats)) + b"\n"
     )
     plot_paths = {
-        name: destination.data(directory / stats.plots[name], png)
+        name: atomic_write(directory / stats.plots[name], png)
         for name, png in draw(stats, samples).items()
     }
     return Report(stats, stats_path, plot_paths)

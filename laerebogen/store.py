@@ -21,6 +21,7 @@ readers verify files against it and refuse a truncated or altered shard.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -131,16 +132,38 @@ class ShardPaths:
 # ---------------------------------------------------------------- low-level file helpers
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A handle whose file replaces ``path`` when the block ends, so that readers see the old
+    file or the new one, never half. On an error ``path`` stays as it was and the temporary
+    file goes: a failed export or shard leaves nothing behind to clean up."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_directory(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`); returns ``path``."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+    return path
+
+
+def atomic_lines(path: Path, lines: Iterable[bytes]) -> Path:
+    """Stream ``lines`` into ``path`` atomically (see :func:`atomic_file`); returns ``path``."""
+    with atomic_file(path) as handle:
+        for line in lines:
+            handle.write(line)
+            handle.write(b"\n")
+    return path
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -573,15 +596,11 @@ class RunStore:
         paths.manifest.unlink(missing_ok=True)
         paths.directory.mkdir(parents=True, exist_ok=True)
         codec = _FrameCodec(level)
-        tmp = paths.data.with_name(f".{paths.data.name}.{os.getpid()}.tmp")
         count = 0
-        with open(tmp, "wb") as handle:
+        with atomic_file(paths.data) as handle:
             for chunk in _chunked(records, INPUT_CHUNK_SIZE):
                 handle.write(codec.frame(chunk))
                 count += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, paths.data)
         manifest = ShardManifest(
             stage=stage,
             shard=index,
@@ -630,21 +649,6 @@ class RunStore:
             return msgspec.json.decode(raw, type=kind)
         except msgspec.DecodeError as error:
             raise StoreError(f"{self.root / relative}: unreadable state ({error})") from None
-
-    def write_lines(self, relative: str, lines: Iterable[bytes]) -> Path:
-        """Atomically write a run-level file of lines (an export), streaming them to disk."""
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write(b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-        return path
 
     def read_text(self, relative: str) -> str | None:
         """A run-level text file, or None when it does not exist."""

@@ -10,6 +10,7 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
-from laerebogen.store import RunStore, iter_file_records
+from laerebogen.store import RunStore, atomic_lines, iter_file_records
 from tests.helpers import make_example, make_rejection
 
 
@@ -257,6 +258,33 @@ def test_run_level_text_files_are_written_atomically(tmp_path: Path) -> None:
     store.write_text("config.toml", "seed = 1\n")
     assert store.read_text("config.toml") == "seed = 1\n"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.toml"]
+
+
+def test_a_write_that_fails_half_way_keeps_the_old_file_and_leaves_no_debris(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "export" / "data.jsonl"
+    atomic_lines(path, [b"old"])
+
+    def lines_then_failure() -> Iterator[bytes]:
+        yield b"new"
+        raise RuntimeError("the record source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        atomic_lines(path, lines_then_failure())
+    assert path.read_bytes() == b"old\n"
+    assert [p.name for p in path.parent.iterdir()] == ["data.jsonl"]
+
+    store = RunStore(tmp_path / "run")
+
+    def records_then_failure() -> Iterator[Example]:
+        yield make_example(0)
+        raise RuntimeError("planning broke")
+
+    with pytest.raises(RuntimeError, match="planning broke"):
+        store.write_inputs("quality", 0, records_then_failure())
+    assert not store.input_paths("quality", 0).data.exists()
+    assert not list(store.input_paths("quality", 0).directory.glob(".*.tmp"))
 
 
 def _peak_bytes_reading(store: RunStore, stage: str) -> tuple[int, int]:
