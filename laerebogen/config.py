@@ -140,7 +140,8 @@ class Generation(_Section):
     first_round_prompts: Annotated[
         Positive,
         doc(
-            "Prompts of round 1; later rounds are sized by the yield, capped at a multiple of this"
+            "Prompts of round 1; later rounds are sized by the yield, capped at a multiple of "
+            "this and never below one shard's worth"
         ),
     ] = 4000
     max_rounds: Annotated[

@@ -148,7 +148,10 @@ def round_prompts(config: Config, rounds: list[tuple[int, int]]) -> int:
     """Prompts for the next round from ``rounds`` so far, as (prompts, records kept).
 
     The missing records divided by the last round's yield per prompt, with a margin; the
-    first round's count when nothing was kept yet.
+    first round's count when nothing was kept yet. Never less than one shard's worth (or the
+    first round, if smaller): a shard's start-up, loading the model, costs the same however
+    few prompts it has, and a round that falls a few records short costs a whole further
+    round.
     """
     settings = config.generation
     have = sum(kept for _, kept in rounds)
@@ -156,7 +159,8 @@ def round_prompts(config: Config, rounds: list[tuple[int, int]]) -> int:
     if kept == 0:
         return settings.first_round_prompts
     needed = math.ceil((settings.target - have) * prompts / kept * ROUND_MARGIN)
-    return max(1, min(needed, MAX_ROUND_GROWTH * settings.first_round_prompts))
+    least = min(settings.prompts_per_shard, settings.first_round_prompts)
+    return max(least, min(needed, MAX_ROUND_GROWTH * settings.first_round_prompts))
 
 
 def generation_rounds(store: RunStore) -> list[tuple[int, int]]:

@@ -88,12 +88,16 @@ def test_round_prompts_asks_for_the_missing_records_at_the_last_yield_with_a_mar
     assert round_prompts(TINY, [(4, 16), (20, 5)]) == math.ceil(3 * 4 * ROUND_MARGIN) == 14
 
 
-def test_round_prompts_is_capped_and_never_below_one() -> None:
+def test_round_prompts_is_capped_and_never_below_one_shard() -> None:
     cap = MAX_ROUND_GROWTH * TINY.generation.first_round_prompts
+    shard = TINY.generation.prompts_per_shard
     assert round_prompts(TINY, [(4, 1)]) == cap == 16  # 102 wanted
-    assert round_prompts(TINY, [(4, 23)]) == 1  # ceil(0.19)
-    assert round_prompts(TINY, [(4, 24)]) == 1  # nothing missing
-    assert round_prompts(TINY, [(4, 40)]) == 1  # more than the target: a negative need
+    assert round_prompts(TINY, [(4, 23)]) == shard == 2  # ceil(0.19)
+    assert round_prompts(TINY, [(4, 24)]) == shard  # nothing missing
+    assert round_prompts(TINY, [(4, 40)]) == shard  # more than the target: a negative need
+    # A first round smaller than a shard bounds it instead.
+    small_first = load_config("tiny", ["generation.first_round_prompts=1"])
+    assert round_prompts(small_first, [(1, 23)]) == 1
 
 
 # ---------------------------------------------------------------- later_steps
