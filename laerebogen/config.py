@@ -160,18 +160,23 @@ class _InstructStage(_Section):
     """What every stage run with the instruction-tuned model has.
 
     ``constrained`` makes structured replies (JSON) follow their format exactly.
-    ``bounded_answers`` also ends free-text answers at ``max_tokens // 2`` characters: only
-    for a model that never stops by itself, like the random test model, since it cuts long
-    answers of a real model short.
+    ``bounded`` also bounds the length of every reply: free-text answers end at
+    ``max_tokens // 2`` characters and JSON strings at a share of ``max_tokens``. Only for a
+    model that never stops by itself, like the random test model: it cuts long answers of a
+    real model short, and bounded JSON strings make constrained decoding slow (see
+    :func:`~laerebogen.stages.text.json_string`).
     """
 
     records_per_shard: Annotated[Positive, doc("Records per shard (one array task)")] = 5000
     constrained: Annotated[
         bool, doc("Make structured (JSON) replies follow their format exactly")
     ] = True
-    bounded_answers: Annotated[
+    bounded: Annotated[
         bool,
-        doc("End free-text answers at `max_tokens // 2` characters: for a model that never stops"),
+        doc(
+            "Bound every reply's text within `max_tokens`: for a model that never stops (slow "
+            "with a real vocabulary)"
+        ),
     ] = False
 
 

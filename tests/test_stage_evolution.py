@@ -123,7 +123,10 @@ def test_requests_carry_seeds_sampling_and_constraints() -> None:
     assert evolve.sampling == judge.sampling == config.sampling
     assert answer.sampling == config.answer_sampling
     assert evolve.constraint is not None and judge.constraint is not None
-    assert evolve.constraint.regex == task_pattern(config.sampling.max_tokens)
+    assert evolve.constraint.regex == task_pattern(None)  # free strings: see json_string
+    bounded = run(stage=EvolutionStage(Evolution(bounded=True)))[2][0]
+    assert bounded.constraint is not None
+    assert bounded.constraint.regex == task_pattern(config.sampling.max_tokens)
     assert answer.constraint is None  # free text: a real model ends its answer itself
     assert answer.messages == (
         Message("system", render("evolution_answer")),
@@ -147,7 +150,7 @@ def test_the_answer_gets_the_evolved_input_after_a_blank_line() -> None:
 
 
 def test_bounded_answers_end_before_max_tokens_for_models_that_never_stop() -> None:
-    config = Evolution(bounded_answers=True)
+    config = Evolution(bounded=True)
     _, _, (_, _, answer) = run(stage=EvolutionStage(config))
     assert answer.constraint == bounded_text(config.answer_sampling.max_tokens)
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from laerebogen.config import Config, Grammar
 from laerebogen.engine import Engine
-from laerebogen.llm import ChatRequest, FinishReason, Request, Result
+from laerebogen.llm import ChatRequest, Constraint, FinishReason, Request, Result
 from laerebogen.records import Example
 from laerebogen.stages.core import Context, Funnel, Outcome, Stage, drive
 from laerebogen.stages.grammar import GrammarStage, correction_limits, similarity
@@ -76,7 +76,7 @@ def single(text: str, record: Example = RECORD, finish: FinishReason = "stop") -
     return outcome
 
 
-def test_the_request_asks_in_danish_for_json_with_the_triple_and_a_bounded_regex() -> None:
+def test_the_request_asks_in_danish_for_json_with_the_triple_and_a_regex() -> None:
     stage = grammar(sampling={"temperature": 0.1, "max_tokens": 300})
     _, _, [request] = run(stage, [RECORD], as_json(*FIXED))
     assert isinstance(request, ChatRequest)
@@ -89,6 +89,18 @@ def test_the_request_asks_in_danish_for_json_with_the_triple_and_a_bounded_regex
     assert Triple.of(RECORD).render() in message.content
     assert request.constraint is not None and request.constraint.regex is not None
     assert run(grammar(constrained=False), [RECORD], "")[2][0].constraint is None
+
+
+def test_one_shared_free_regex_unless_bounded_for_a_model_that_never_stops() -> None:
+    """Per-record bounds cost xgrammar up to seconds per token; they are for the test model."""
+    records = [RECORD, msgspec.structs.replace(RECORD, id="rec-2", output="Et andet svar.")]
+    free = {request.constraint for request in run(grammar(), records, "")[2]}
+    assert free == {Constraint(regex=json_object(triple_members(None)))}
+    bounded = [request.constraint for request in run(grammar(bounded=True), records, "")[2]]
+    assert bounded == [
+        Constraint(regex=json_object(triple_members(correction_limits(Triple.of(record)))))
+        for record in records
+    ]
 
 
 def test_the_regex_allows_line_breaks_and_quotes_but_keeps_empty_fields_empty() -> None:
@@ -167,14 +179,20 @@ def test_an_unfinished_reply_keeps_the_original(finish: FinishReason, reason: st
     assert funnel.finished == {finish: 1}
 
 
-def test_a_field_that_fills_its_bound_ran_on_and_is_not_applied() -> None:
+@pytest.mark.parametrize(
+    "mode", [{}, {"bounded": True}, {"constrained": False}], ids=["free", "bounded", "plain"]
+)
+def test_a_field_that_reaches_its_bound_ran_on_and_is_not_applied(
+    mode: dict[str, object],
+) -> None:
     bound = correction_limits(FIXED)["output"]
-    ran_on = (FIXED.output + " og så videre" * 40)[:bound]
-    outcome = single(as_json(FIXED.instruction, "", ran_on))
-    assert Triple.of(outcome.records[0]) == Triple.of(RECORD)
-    assert outcome.rejections[0].reason == "too_long"
-    [unbounded] = run(grammar(constrained=False), [RECORD], as_json(*FIXED))[0]
-    assert Triple.of(unbounded.records[0]) == FIXED
+    ran_on = FIXED.output + " og så videre" * 40
+    for reply in (ran_on[:bound], ran_on):  # cut at the bound while decoding, or not
+        [[outcome], _, _] = run(grammar(**mode), [RECORD], as_json(FIXED.instruction, "", reply))
+        assert Triple.of(outcome.records[0]) == Triple.of(RECORD)
+        assert outcome.rejections[0].reason == "too_long"
+    [fixed] = run(grammar(**mode), [RECORD], as_json(*FIXED))[0]
+    assert Triple.of(fixed.records[0]) == FIXED
 
 
 @pytest.mark.parametrize(

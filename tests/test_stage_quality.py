@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from laerebogen.config import Config, Quality
 from laerebogen.engine import Engine
-from laerebogen.llm import FinishReason
+from laerebogen.llm import Constraint, FinishReason
 from laerebogen.records import Example, Provenance, Step
 from laerebogen.stages.core import Context, Outcome, drive
 from laerebogen.stages.quality import QualityStage, rewrite_limits, verdict_regex
@@ -88,6 +88,20 @@ def test_the_regex_keeps_a_good_verdicts_rewrite_empty_and_bounds_a_poor_one() -
     too_long = "x" * (limits["output"] + 1)
     assert not pattern.fullmatch(verdict("dårlig", "Uklar.", "Ny opgave", "", too_long))
     assert quality(constrained=False).constraint is None
+
+
+def test_strings_are_bounded_only_for_a_model_that_never_stops() -> None:
+    """Bounded strings cost xgrammar up to seconds per token: a real model's are free."""
+    free = quality()
+    assert free.constraint is not None and free.limits is None
+    pattern = re.compile(free.constraint.regex or "")
+    long_rewrite = ("Et langt svar.\n" * 500, "", "Linje " * 2000)
+    assert pattern.fullmatch(verdict("dårlig", "Uklar.", *long_rewrite))
+    assert not pattern.fullmatch(verdict("god", "Klar.", *BETTER))
+    bounded = quality(bounded=True)
+    limits = rewrite_limits(Quality().sampling.max_tokens)
+    assert bounded.constraint == Constraint(regex=verdict_regex(limits))
+    assert bounded.limits is not None
 
 
 def test_a_good_example_is_kept_with_its_score() -> None:
@@ -183,11 +197,12 @@ def test_a_code_fenced_reply_is_read() -> None:
 def test_a_rewrite_that_fills_its_bound_was_cut_and_is_not_applied() -> None:
     bound = rewrite_limits(Quality().sampling.max_tokens)["output"]
     cut = verdict("dårlig", "Kort.", BETTER.instruction, "", ("Et langt svar. " * 200)[:bound])
-    outcome = single(cut)
+    [[outcome], _, _] = run(quality(bounded=True), [RECORD], cut)
     assert Triple.of(outcome.records[0]) == Triple.of(RECORD)
     assert outcome.rejections[0].reason == "too_long"
-    [free] = run(quality(constrained=False), [RECORD], cut)[0]
-    assert free.records[0].provenance.steps[-1].note == "improved: Kort."
+    for unbounded in (quality(), quality(constrained=False)):
+        [free] = run(unbounded, [RECORD], cut)[0]
+        assert free.records[0].provenance.steps[-1].note == "improved: Kort."
 
 
 def test_an_english_rewrite_is_not_this_stages_concern() -> None:

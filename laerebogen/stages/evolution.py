@@ -105,14 +105,15 @@ STOP_WORDS = frozenset(
 )
 
 
-def task_pattern(max_tokens: int) -> str:
-    """The regex of an evolved task's JSON, bounded so that it finishes within ``max_tokens``.
+def task_pattern(max_tokens: int | None) -> str:
+    """The regex of an evolved task's JSON; given ``max_tokens`` (for a model that never
+    stops), bounded so that it finishes within them.
 
-    Each field gets at most ``max_tokens // 2`` characters: even the tiny random model writes
-    about 2.5 characters per token inside a JSON string, real models more. A regex, not a
-    schema, so that the task can hold line breaks and quotes (code, tables, CSV).
+    Each field then gets at most ``max_tokens // 2`` characters: even the tiny random model
+    writes about 2.5 characters per token inside a JSON string, real models more. A regex, not
+    a schema, so that the task can hold line breaks and quotes (code, tables, CSV).
     """
-    limit = min(MAX_FIELD_CHARS, max(1, max_tokens // 2))
+    limit = None if max_tokens is None else min(MAX_FIELD_CHARS, max(1, max_tokens // 2))
     return json_object([("instruktion", json_string(limit, 1)), ("input", json_string(limit))])
 
 
@@ -160,7 +161,8 @@ class EvolutionStage(Stage):
             raise ValueError("evolution.operations is empty: name at least one operation")
         self.settings = settings
         constrained = settings.constrained
-        task = Constraint(regex=task_pattern(settings.sampling.max_tokens))
+        bound = settings.sampling.max_tokens if settings.bounded else None
+        task = Constraint(regex=task_pattern(bound))
         self._task_constraint = task if constrained else None
         self._judge_constraint = Constraint(json_schema=JUDGE_SCHEMA) if constrained else None
 
@@ -288,7 +290,7 @@ class EvolutionStage(Stage):
             sampling=self.settings.answer_sampling,
             constraint=(
                 bounded_text(self.settings.answer_sampling.max_tokens)
-                if self.settings.bounded_answers
+                if self.settings.bounded
                 else None
             ),
         )

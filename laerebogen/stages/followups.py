@@ -96,8 +96,9 @@ def transcript(messages: Sequence[Message]) -> str:
     )
 
 
-def followup_pattern(max_chars: int) -> str:
-    """The regex of the user message's JSON; ``max_chars`` keeps it within ``max_tokens``."""
+def followup_pattern(max_chars: int | None) -> str:
+    """The regex of the user message's JSON; ``max_chars`` (for a model that never stops)
+    keeps it within ``max_tokens``."""
     return json_object([("besked", json_string(max_chars, 1))])
 
 
@@ -203,9 +204,10 @@ class FollowupStage(Stage):
 
     def __init__(self, settings: Followups) -> None:
         self.settings = settings
-        # Half a character per token of the budget: even noise, a token per character and a
-        # few for the JSON around it, closes the object before ``max_tokens``.
-        self.max_chars = max(1, min(MAX_FOLLOWUP_CHARS, settings.sampling.max_tokens // 2))
+        # Bounded: half a character per token of the budget, so that even noise, a token per
+        # character and a few for the JSON around it, closes the object before ``max_tokens``.
+        bound = max(1, min(MAX_FOLLOWUP_CHARS, settings.sampling.max_tokens // 2))
+        self.max_chars = bound if settings.bounded else None
 
     def process(self, record: Example, context: Context) -> Work:
         conversation = record.conversation()
@@ -253,7 +255,7 @@ class FollowupStage(Stage):
             seed=seed,
             constraint=(
                 bounded_text(self.settings.answer_sampling.max_tokens)
-                if self.settings.bounded_answers
+                if self.settings.bounded
                 else None
             ),
         )

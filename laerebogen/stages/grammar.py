@@ -59,9 +59,9 @@ def rewritten(original: Triple, corrected: Triple, min_similarity: float) -> str
     return None
 
 
-def _constraint(limits: dict[str, int] | None) -> Constraint | None:
-    """The corrected triple as a JSON object within ``limits``; None when decoding is free."""
-    return None if limits is None else Constraint(regex=json_object(triple_members(limits)))
+def _constraint(limits: dict[str, int] | None) -> Constraint:
+    """The corrected triple as a JSON object, its strings within ``limits`` when given."""
+    return Constraint(regex=json_object(triple_members(limits)))
 
 
 class GrammarStage(Stage):
@@ -78,17 +78,24 @@ class GrammarStage(Stage):
 
     def __init__(self, settings: Grammar) -> None:
         self.settings = settings
+        # Unbounded, one expression serves every request; bounded, each gets its own.
+        self.shared = _constraint(None) if settings.constrained and not settings.bounded else None
 
     def process(self, record: Example, context: Context) -> Work:
         original = Triple.of(record)
-        limits = correction_limits(original) if self.settings.constrained else None
+        # A correction that outgrows these ran on: checked on every reply, and also enforced
+        # while decoding when bounded.
+        limits = correction_limits(original)
+        constraint = self.shared
+        if self.settings.constrained and self.settings.bounded:
+            constraint = _constraint(limits)
         request = triple_request(
             self.name,
             record,
             context,
             call="correct",
             sampling=self.settings.sampling,
-            constraint=_constraint(limits),
+            constraint=constraint,
         )
         result = yield request
         unchanged = context.step(self.name, request.seed, "unchanged")

@@ -48,9 +48,10 @@ def rewrite_limits(max_tokens: int) -> dict[str, int]:
     }
 
 
-def verdict_regex(limits: dict[str, int]) -> str:
-    """The reply as a regex: a good verdict leaves the rewrite empty, a poor one may fill it."""
-    reason = ("begrundelse", json_string(limits["begrundelse"]))
+def verdict_regex(limits: dict[str, int] | None) -> str:
+    """The reply as a regex: a good verdict leaves the rewrite empty, a poor one may fill it.
+    Strings are bounded by ``limits`` (for a model that never stops), else free."""
+    reason = ("begrundelse", json_string(limits["begrundelse"] if limits else None))
     good = json_object([("vurdering", '"god"'), reason, *((key, '""') for key in KEYS)])
     poor = json_object([("vurdering", '"dårlig"'), reason, *triple_members(limits)])
     return f"(?:{good}|{poor})"
@@ -76,11 +77,12 @@ class QualityStage(Stage):
 
     def __init__(self, settings: Quality) -> None:
         self.settings = settings
-        limits = rewrite_limits(settings.sampling.max_tokens)
-        constrained = settings.constrained
-        self.constraint = Constraint(regex=verdict_regex(limits)) if constrained else None
+        bounded = settings.constrained and settings.bounded
+        limits = rewrite_limits(settings.sampling.max_tokens) if bounded else None
+        constraint = Constraint(regex=verdict_regex(limits))
+        self.constraint = constraint if settings.constrained else None
         # A rewrite that fills its bound was cut; a reason cut short is still a reason.
-        self.limits = {key: limits[key] for key in KEYS} if constrained else None
+        self.limits = {key: limits[key] for key in KEYS} if limits else None
 
     def process(self, record: Example, context: Context) -> Work:
         request = triple_request(

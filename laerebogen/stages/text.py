@@ -70,15 +70,23 @@ def bounded_text(max_tokens: int) -> Constraint:
     return Constraint(regex=rf"\S[\s\S]{{0,{max(0, max_tokens // 2 - 1)}}}")
 
 
-# Bounded JSON replies are constrained by a regular expression of the whole object rather
-# than a JSON schema with maxLength: xgrammar (0.2.x) lowers a length-bounded JSON string to
-# a character class without escapes, so it could not hold a line break, a quotation mark or
-# a backslash (mlc-ai/xgrammar#800), and code, tables and paragraphs would be lost.
+# JSON replies are constrained by a regular expression of the whole object rather than a
+# JSON schema: xgrammar (0.2.x) lowers a length-bounded JSON string to a character class
+# without escapes, so it could not hold a line break, a quotation mark or a backslash
+# (mlc-ai/xgrammar#800), and code, tables and paragraphs would be lost.
+#
+# Strings are unbounded unless a limit is given. A counted repetition of alternatives (a
+# character or an escape) makes xgrammar's token mask cost 0.1 s per decoded token and request
+# at 100 characters and 1-2 s at 1,000 (Gemma's 262k vocabulary), against microseconds for
+# `*`: bounds are for a model that never closes its strings (the random test model), while a
+# real model's reply is bounded by max_tokens (benchmarks/constrained_decoding.py).
 
 
-def json_string(limit: int, minimum: int = 0) -> str:
-    """A regex of a JSON string literal of ``minimum`` to ``limit`` characters (an escape
-    counts as one)."""
+def json_string(limit: int | None, minimum: int = 0) -> str:
+    """A regex of a JSON string literal of at least ``minimum`` characters and at most
+    ``limit`` (an escape counts as one); None: no upper bound."""
+    if limit is None:
+        return f'"{_JSON_CHAR * minimum}{_JSON_CHAR}*"'
     return f'"{_JSON_CHAR}{{{minimum},{limit}}}"' if limit > 0 else '""'
 
 

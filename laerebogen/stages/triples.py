@@ -87,9 +87,10 @@ def triple_from(reply: Mapping[str, object]) -> Triple | None:
     return Triple(*(str(value).strip() for value in values))
 
 
-def triple_members(limits: Mapping[str, int]) -> list[tuple[str, str]]:
-    """The members of a triple whose strings are bounded by ``limits`` (keyed by JSON key)."""
-    return [(key, json_string(limits[key])) for key in KEYS]
+def triple_members(limits: Mapping[str, int] | None) -> list[tuple[str, str]]:
+    """The members of a triple whose strings are bounded by ``limits`` (keyed by JSON key);
+    None: unbounded (see :func:`~laerebogen.stages.text.json_string`)."""
+    return [(key, json_string(limits[key] if limits else None)) for key in KEYS]
 
 
 def one_line(text: object) -> str:
