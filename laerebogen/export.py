@@ -8,9 +8,10 @@ record's own, e.g. ``quality_good``). The *complete* version holds every final r
 table, and is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds
 ``<name>.parquet`` and ``<name>.filtered.parquet`` with the same rows.
 
-Files inside the run directory are written by the store; an ``out`` elsewhere is the user's
-own file and is replaced atomically here. Export is deterministic: the same run gives the same
-bytes (JSON by msgspec, scores rounded, Parquet without timestamps).
+Every file, in the run directory or at an ``out`` elsewhere, is replaced atomically by the
+store's writers (a failed export leaves the previous files as they were). Export is
+deterministic: the same run gives the same bytes (JSON by msgspec, scores rounded, Parquet
+without timestamps).
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ from laerebogen.stages.text import (
 STAGE = "evolution"
 # An evolved task this close to its parent (ROUGE-L of instruction and input) is the same task.
 MAX_SIMILARITY = 0.9
-# The most characters of the evolved instruction and of its input: about 150 Danish words, the
-# most the merge filters keep, with room to spare.
+# Bounded decoding (``bounded``): the most characters of the evolved instruction and of its
+# input, about 150 Danish words, the most the merge filters keep, with room to spare. Free
+# strings leave length to those filters.
 MAX_FIELD_CHARS = 1200
 IN_DEPTH: frozenset[EvolutionOperation] = frozenset(
     {"add_constraints", "deepen", "concretise", "increase_reasoning", "complicate_input"}
