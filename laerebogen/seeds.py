@@ -2,8 +2,10 @@
 
 The file format is the Self-Instruct/Alpaca seed schema, one JSON object per line:
 ``{"id", "name", "instruction", "instances": [{"input", "output"}], "is_classification",
-"metadata": {"category", "has_input"}}``. Plain upstream seed files (no metadata,
-``is_classification`` missing or null, several instances) load too.
+"metadata": {"category", "has_input"}}``. Other seed sets of this shape load too: no metadata,
+metadata without ``category`` or with keys of their own (ignored), ``is_classification``
+missing or null, several instances. Only the packaged seed file must give every task a
+category, because its breadth is what ``seeds check`` reports and the tests hold it to.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from laerebogen.errors import LaerebogenError
 from laerebogen.records import Example, Provenance, Step, record_id
 
 SEED_STAGE = "seeds"
+UNCATEGORISED = "(none)"
 
 
 class SeedError(LaerebogenError):
@@ -34,10 +37,11 @@ class Instance(msgspec.Struct, frozen=True):
 
 
 class SeedMetadata(msgspec.Struct, frozen=True):
-    """What kind of task a seed is, for checking the breadth of a seed set."""
+    """What kind of task a seed is, for checking the breadth of a seed set; other keys that a
+    seed set puts here (its source, say) are not ours to interpret and are ignored."""
 
-    category: str
-    has_input: bool
+    category: str | None = None
+    has_input: bool | None = None
 
 
 class SeedTask(msgspec.Struct, frozen=True):
@@ -67,7 +71,7 @@ def _check_task(task: SeedTask) -> str | None:
     for number, instance in enumerate(task.instances, start=1):
         if not instance.output.strip():
             return f"instance {number} has an empty output"
-    if task.metadata is not None:
+    if task.metadata is not None and task.metadata.has_input is not None:
         has_input = any(instance.input.strip() for instance in task.instances)
         if has_input != task.metadata.has_input:
             return f"metadata.has_input is {task.metadata.has_input} but the input says {has_input}"
@@ -130,9 +134,15 @@ class SeedReport(msgspec.Struct, frozen=True):
     tasks: int
     instances: int
     by_category: dict[str, int]
+    uncategorised: int
     input_share: float
     words: dict[str, dict[str, float]]
     near_duplicates: list[tuple[str, str, float]]
+
+
+def _category(task: SeedTask) -> str:
+    category = task.metadata.category if task.metadata else None
+    return category or UNCATEGORISED
 
 
 def _word_stats(counts: list[int]) -> dict[str, float]:
@@ -144,7 +154,7 @@ def _word_stats(counts: list[int]) -> dict[str, float]:
 def check_seeds(tasks: list[SeedTask], threshold: float = 0.7) -> SeedReport:
     """Counts, length statistics and near-duplicate instruction pairs of a seed set."""
     instances = [instance for task in tasks for instance in task.instances]
-    categories = Counter(task.metadata.category if task.metadata else "(none)" for task in tasks)
+    categories = Counter(_category(task) for task in tasks)
     with_input = sum(1 for instance in instances if instance.input.strip())
     # Imported here: numba must stay out of the CLI's imports (see tests/test_engine.py).
     from laerebogen.dedup import near_duplicate_pairs
@@ -154,6 +164,7 @@ def check_seeds(tasks: list[SeedTask], threshold: float = 0.7) -> SeedReport:
         tasks=len(tasks),
         instances=len(instances),
         by_category=dict(sorted(categories.items())),
+        uncategorised=categories[UNCATEGORISED],
         input_share=round(with_input / len(instances), 3),
         words={
             "instruction": _word_stats([len(task.instruction.split()) for task in tasks]),

@@ -99,6 +99,48 @@ def test_plain_upstream_seed_files_load(tmp_path: Path) -> None:
     assert len(records) == 4 and records[1].input == "Uden gluten"
 
 
+def test_seed_sets_with_metadata_of_their_own_load(tmp_path: Path) -> None:
+    # Another Danish seed set's shape: its own metadata keys, no category.
+    other = task(
+        "o1",
+        instruction="Hvor gammel blev H.C. Andersen?",
+        instances=[{"input": "", "output": "Han blev 70 år."}],
+        metadata={"source": "håndskrevet", "has_input": False, "original_source": "ny"},
+    )
+    bare = task("o2", metadata={"source": "håndskrevet"})
+    tasks = load_seeds(write_lines(tmp_path, other, bare, task("o3")))
+    assert [t.metadata.category if t.metadata else None for t in tasks] == [None, None, "geography"]
+    report = check_seeds(tasks)
+    assert report.by_category == {"(none)": 2, "geography": 1} and report.uncategorised == 2
+    assert len(list(seed_examples(tasks))) == 3
+    # has_input is still checked where a seed set gives it.
+    wrong = task("o4", metadata={"source": "x", "has_input": True})
+    with pytest.raises(SeedError, match="has_input is True"):
+        load_seeds(write_lines(tmp_path, wrong))
+
+
+def test_seeds_check_reports_uncategorised_tasks_of_other_files(tmp_path: Path) -> None:
+    other = write_lines(tmp_path, task("o1", metadata={"source": "x", "has_input": False}))
+    result = cli("seeds", "check", str(other))
+    assert result.returncode == 0, result.stderr
+    assert "(none)" in result.stdout and "1 tasks" in result.stdout
+
+
+def test_the_packaged_seed_file_must_name_every_category(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from laerebogen import seeds
+    from laerebogen.cli import SeedsCommands
+    from laerebogen.errors import LaerebogenError
+
+    assert check_seeds(load_seeds(packaged_seed_path())).uncategorised == 0
+    uncategorised = write_lines(tmp_path, task("o1", metadata={"has_input": False}))
+    SeedsCommands().check(str(uncategorised))  # another file: reported, not an error
+    monkeypatch.setattr(seeds, "packaged_seed_path", lambda: uncategorised)
+    with pytest.raises(LaerebogenError, match=r"1 tasks without metadata\.category"):
+        SeedsCommands().check()
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
