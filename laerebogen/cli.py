@@ -82,13 +82,17 @@ class SeedsCommands:
         print("words (min / median / max):")
         for field, stats in report.words.items():
             print(f"  {field:<12} {stats['min']:g} / {stats['median']:g} / {stats['max']:g}")
-        if not report.near_duplicates:
-            print(f"near-duplicate instructions (ROUGE-L > {threshold}): none")
-            return
-        print(f"near-duplicate instructions (ROUGE-L > {threshold}):")
-        for first, second, score in report.near_duplicates:
-            print(f"  {first} ~ {second}: {score:.3f}")
-        raise LaerebogenError(f"{len(report.near_duplicates)} near-duplicate instruction pairs")
+        if report.near_duplicates:
+            print(f"near-duplicate instructions (ROUGE-L > {threshold}):")
+            for first, second, score in report.near_duplicates:
+                print(f"  {first} ~ {second}: {score:.3f}")
+            raise LaerebogenError(f"{len(report.near_duplicates)} near-duplicate instruction pairs")
+        print(f"near-duplicate instructions (ROUGE-L > {threshold}): none")
+        if report.uncategorised and seed_file.resolve() == packaged_seed_path().resolve():
+            raise LaerebogenError(
+                f"{seed_file}: {report.uncategorised} tasks without metadata.category; every "
+                "packaged seed names its category"
+            )
 
 
 class ModelCommands:
@@ -195,9 +199,9 @@ class Cli:
         from laerebogen.screen import Screener
 
         items = list(read_items(source))
-        banned = load_config(config, _overrides(set)).filters.banned_words if config else ()
+        filters = load_config(config, _overrides(set)).filters if config else None
         examples = [example for item in items for example in item.examples]
-        screenings = iter(Screener(banned).screen(examples))
+        screenings = iter(Screener(filters).screen(examples))
         kept: list[bytes] = []
         rejected: list[bytes] = []
         funnel: Counter[str] = Counter()

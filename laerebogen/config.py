@@ -250,8 +250,15 @@ class Filters(_Section):
         Fraction, doc("ROUGE-L of instructions above which a record is an earlier one's duplicate")
     ] = 0.7
     banned_words: Annotated[
-        list[str], doc("Words or phrases, any inflection, that reject a record (empty: built-in)")
+        list[str],
+        doc(
+            "Words or phrases, any inflection, that reject a record's instruction (empty: built-in)"
+        ),
     ] = []
+    max_input_words: Annotated[
+        Positive,
+        doc("Most words of an input (the instruction keeps Alpaca's 150): texts to summarise"),
+    ] = 400
 
 
 class Export(_Section):

@@ -20,6 +20,17 @@ covers words that only look like such compounds. Consequences worth knowing:
   lemmas, which a custom list can add;
 - lemmas missing from the table (a custom ``filters.banned_words``) get regular noun endings, and
   a lemma with a space ("tryk på") is a verb phrase whose first word gets regular verb endings.
+
+As in Alpaca, banned topics are looked for in the instruction only: an input may quote a program
+that reads a "datafil" or an abstract about "grafer", and the task is still one a text model can
+do. A verb phrase ("gå til", "klik på") is a hit only where it asks to operate something the
+model cannot: its imperative starting a sentence or a clause ("Gå til forsiden", "Åbn appen, og
+klik på ..."), or any form whose object, within the next five words, is a web page, a link, a
+menu, a button, a tab or an address ("du klikker på linket"). "Han går til fodbold" and "når
+man går til lægen" are ordinary Danish.
+
+The input has its own length bound (``filters.max_input_words``): Alpaca bounds the
+instruction, and summaries and rewrites need whole texts as input.
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ from laerebogen.errors import ConfigError
 
 MIN_INSTRUCTION_WORDS = 4
 MAX_WORDS = 150
+DEFAULT_MAX_INPUT_WORDS = 400
+NAVIGATION_WINDOW = 5  # words after a verb phrase that may hold what it navigates to
 MIN_COMPOUND_PREFIX = 3
 
 # Every reason code check() can return, in the order it tries the rules.
@@ -132,6 +145,17 @@ _HEADER_BEFORE_COLON = re.compile(
 _HEADER_WINDOW = 64  # characters before a colon that can hold a header
 _PROMPT_MARKER = re.compile(r"#[ \t]*(?:[^\W\d_]+[ \t]+){0,2}prompt[ \t]*#", re.IGNORECASE)
 _PROGRAM_REQUEST = re.compile(r"\s*skriv\s+et\s+program(?![^\W_])", re.IGNORECASE)
+# What comes before a verb phrase that starts a clause, up to the phrase: a sentence end, a
+# line or list item, or ", og", then perhaps a word that orders steps ("Åbn appen. Klik så på").
+_CLAUSE_START = re.compile(
+    r"(?:\A|[.!?:;•*\n]|(?<![^\W_])-|\d[.)]|,\s*og)\s*"
+    r"(?:(?:og så|og|så|derefter|dernæst|først|bagefter|til sidst),?\s+)?\Z"
+)
+# What a navigation verb phrase acts on: pages, links, menus, buttons, tabs, addresses.
+_NAVIGATION_OBJECT = re.compile(
+    r"(?:hjemme|web|net|for|start|internet|login)side|link|menu|fane|knap|ikon|\burl\b"
+    r"|websted|adresse(?:felt|linje|bjælke)|indstilling|browser|www\.|https?:"
+)
 
 
 def _doubled(stem: str) -> list[str]:
@@ -162,6 +186,13 @@ def _regular_verb_forms(verb: str) -> tuple[str, ...]:
     for base in (stem, *_doubled(stem)):
         forms += [base + ending for ending in ("e", "er", "ede", "et", "es", "te", "t")]
     return tuple(dict.fromkeys(forms))
+
+
+def _imperative(phrase: str) -> str:
+    """The imperative of a verb phrase given by its imperative ("klik på") or infinitive."""
+    verb, rest = phrase.split(" ", 1)
+    forms = _regular_verb_forms(verb)
+    return f"{forms[1] if verb.endswith('e') and len(verb) > 2 else verb} {rest}"
 
 
 def _lemma_entry(lemma: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -239,10 +270,13 @@ class HeuristicFilter:
     """The merge job's heuristic filters; :meth:`check` returns the first rule an example fails.
 
     ``banned_words`` (the config key ``filters.banned_words``) replaces the built-in banned
-    lemmas; empty means :data:`BANNED_LEMMAS`.
+    lemmas; empty means :data:`BANNED_LEMMAS`. ``max_input_words`` bounds the input.
     """
 
-    def __init__(self, banned_words: Sequence[str] = ()) -> None:
+    def __init__(
+        self, banned_words: Sequence[str] = (), max_input_words: int = DEFAULT_MAX_INPUT_WORDS
+    ) -> None:
+        self.max_input_words = max_input_words
         lemmas = [" ".join(word.lower().split()) for word in banned_words]
         lemmas = [lemma for lemma in lemmas if lemma] or list(BANNED_LEMMAS)
         for lemma in lemmas:
@@ -253,6 +287,7 @@ class HeuristicFilter:
         self.lemmas: tuple[str, ...] = tuple(dict.fromkeys(lemmas))
         self._forms: dict[str, list[str]] = {}
         self._phrases: dict[str, str] = {}
+        self._imperatives = {_imperative(lemma) for lemma in self.lemmas if " " in lemma}
         self._false_friends: dict[str, tuple[str, ...]] = {}
         for lemma in self.lemmas:
             forms, false_friends = _lemma_entry(lemma)
@@ -282,8 +317,10 @@ class HeuristicFilter:
         if words > MAX_WORDS:
             return Verdict("instruction_too_long", f"{words} words; at most {MAX_WORDS} allowed")
         words = _count_words(input)
-        if words > MAX_WORDS:
-            return Verdict("input_too_long", f"{words} words; at most {MAX_WORDS} allowed")
+        if words > self.max_input_words:
+            return Verdict(
+                "input_too_long", f"{words} words; at most {self.max_input_words} allowed"
+            )
         if not output.strip():
             return Verdict("empty_output", "the output is empty after stripping whitespace")
         # Unicode punctuation and symbols, as in Alpaca's string.punctuation; Æ, Ø, Å, digits pass.
@@ -300,11 +337,10 @@ class HeuristicFilter:
             field = "instruction" if end <= len(instruction) else "input"
             field = "output" if end > len(instruction) + len(input) + 1 else field
             return Verdict("template_leak", f"the {field} contains {marker!r}")
-        for field, text in (("instruction", instruction), ("input", input)):
-            if hit := self.banned_topic(text):
-                lemma, word = hit
-                word = word if len(word) <= 40 else word[:20] + "…" + word[-19:]
-                return Verdict("banned_topic", f"{lemma!r} in the {field}: {word!r}")
+        if hit := self.banned_topic(instruction):
+            lemma, word = hit
+            word = word if len(word) <= 40 else word[:20] + "…" + word[-19:]
+            return Verdict("banned_topic", f"{lemma!r} in the instruction: {word!r}")
         return None
 
     def banned_topic(self, text: str) -> tuple[str, str] | None:
@@ -317,8 +353,17 @@ class HeuristicFilter:
         for match in self._phrase.finditer(lowered):
             if match.start() == 0 or not lowered[match.start() - 1].isalnum():
                 phrase = " ".join(match[0].split())
-                return self._phrases[phrase], phrase
+                if self._asks_to_navigate(lowered, match.start(), match.end(), phrase):
+                    return self._phrases[phrase], phrase
         return None
+
+    def _asks_to_navigate(self, lowered: str, start: int, end: int, phrase: str) -> bool:
+        """Whether the verb phrase at ``start:end`` is an order that starts a clause, or acts on
+        a page, link, menu or the like within the next :data:`NAVIGATION_WINDOW` words."""
+        if phrase in self._imperatives and _CLAUSE_START.search(lowered, max(0, start - 40), start):
+            return True
+        following = lowered[end : end + 20 * NAVIGATION_WINDOW].split()[:NAVIGATION_WINDOW]
+        return bool(_NAVIGATION_OBJECT.search(" ".join(following)))
 
     def _head_lemma(self, word: str) -> str | None:
         """The banned lemma that is ``word`` or its compound head (the longest form wins)."""

@@ -161,7 +161,7 @@ def screen(
     """Apply the filters to records not yet rejected; returns the records with their scores."""
     from laerebogen.screen import Screener
 
-    screener = Screener(config.filters.banned_words)
+    screener = Screener(config.filters)
     candidates = [index for index in range(len(records)) if index not in rejections]
     if stage == "followups":
         turns = {index: _followup_turns(records[index]) for index in candidates}

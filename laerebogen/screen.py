@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from laerebogen.config import Filters
 from laerebogen.filters import HeuristicFilter, Verdict
 from laerebogen.language import LanguageFilter
 
@@ -27,8 +28,9 @@ class Screening(msgspec.Struct, frozen=True):
 class Screener:
     """Applies both filters to batches; build one per process (the detector is shared)."""
 
-    def __init__(self, banned_words: Sequence[str] = (), min_confidence: float | None = None):
-        self.heuristics = HeuristicFilter(banned_words)
+    def __init__(self, filters: Filters | None = None, min_confidence: float | None = None):
+        filters = filters or Filters()
+        self.heuristics = HeuristicFilter(filters.banned_words, filters.max_input_words)
         self.language = (
             LanguageFilter() if min_confidence is None else LanguageFilter(min_confidence)
         )

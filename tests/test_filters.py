@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from laerebogen.config import Filters
 from laerebogen.errors import ConfigError
 from laerebogen.filters import BANNED_LEMMAS, MAX_WORDS, REASONS, HeuristicFilter, Verdict
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
@@ -58,8 +59,15 @@ def test_word_limits_are_inclusive_at_the_boundaries() -> None:
     at_limit = " ".join(["ord"] * MAX_WORDS)
     assert reason(f"Forklar {at_limit}"[: -len(" ord")]) is None
     assert reason(f"Forklar {at_limit}") == "instruction_too_long"
-    assert reason("Opsummer teksten kort og præcist.", at_limit) is None
-    assert reason("Opsummer teksten kort og præcist.", f"{at_limit} ord") == "input_too_long"
+    # The input has a bound of its own, for whole texts to summarise or rewrite.
+    at_input_limit = " ".join(["ord"] * FILTER.max_input_words)
+    assert FILTER.max_input_words == Filters().max_input_words == 400
+    assert reason("Opsummer teksten kort og præcist.", at_input_limit) is None
+    assert reason("Opsummer teksten kort og præcist.", f"{at_input_limit} ord") == "input_too_long"
+    short_inputs = HeuristicFilter(max_input_words=10)
+    assert short_inputs.check("Opsummer teksten kort og præcist.", "ord " * 11, OUTPUT) == Verdict(
+        "input_too_long", "11 words; at most 10 allowed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,7 @@ def test_word_limits_are_inclusive_at_the_boundaries() -> None:
         ("Forklar – kort – demokrati", "", OUTPUT, "instruction_too_short"),
         ("", "", OUTPUT, "instruction_too_short"),
         (" ".join(["ord"] * 151), "", OUTPUT, "instruction_too_long"),
-        ("Opsummer teksten i to sætninger.", "ord " * 151, OUTPUT, "input_too_long"),
+        ("Opsummer teksten i to sætninger.", "ord " * 401, OUTPUT, "input_too_long"),
         ("Forklar kort, hvad demokrati er.", "", "", "empty_output"),
         ("Forklar kort, hvad demokrati er.", "", " \n\t ", "empty_output"),
         ("»Forklar kort, hvad demokrati er.«", "", OUTPUT, "starts_with_punctuation"),
@@ -89,7 +97,8 @@ def test_word_limits_are_inclusive_at_the_boundaries() -> None:
         ("Forklar kort, hvad demokrati er.", "", "#given prompt#", "template_leak"),
         ("Forklar kort, hvad demokrati er.", "# Given Prompt #", OUTPUT, "template_leak"),
         ("Beskriv billedet med tre sætninger.", "", OUTPUT, "banned_topic"),
-        ("Beskriv situationen kort og præcist.", "Se vedhæftede fil.", OUTPUT, "banned_topic"),
+        ("Beskriv situationen i den vedhæftede fil.", "", OUTPUT, "banned_topic"),
+        ("Gå til forsiden, og find datoen.", "", OUTPUT, "banned_topic"),
     ],
 )
 def test_each_rule_rejects_with_its_reason(
@@ -121,8 +130,8 @@ def test_template_markers_need_their_exact_shape(output: str) -> None:
 def test_details_name_the_field_and_what_matched() -> None:
     leak = verdict("Forklar kort, hvad demokrati er.", "", "Svar.\n7. Instruktion: mere")
     assert leak == Verdict("template_leak", "the output contains '7. Instruktion:'")
-    banned = verdict("Beskriv stemningen kort og præcist.", "Se Familiebillederne fra 1950.")
-    assert banned == Verdict("banned_topic", "'billede' in the input: 'familiebillederne'")
+    banned = verdict("Beskriv stemningen på Familiebillederne fra 1950.")
+    assert banned == Verdict("banned_topic", "'billede' in the instruction: 'familiebillederne'")
     short = verdict("Hvad er demokrati?")
     assert short == Verdict("instruction_too_short", "3 words; at least 4 needed")
 
@@ -134,9 +143,14 @@ def test_the_first_failing_rule_wins() -> None:
     assert reason("Beskriv billedet kort og præcist.", "", "1. Output: x") == "template_leak"
 
 
-def test_banned_topics_are_checked_in_instruction_and_input_but_not_output() -> None:
+def test_banned_topics_are_checked_in_the_instruction_only() -> None:
+    # As in Alpaca: the instruction says what the task is; an input may quote anything.
     assert reason("Beskriv videoen kort og præcist.") == "banned_topic"
-    assert reason("Opsummer teksten kort og præcist.", "Klik på knappen nederst.") == "banned_topic"
+    code = "with open('data.csv') as datafil:\n    rows = datafil.readlines()"
+    assert reason("Forklar, hvad koden gør, linje for linje.", code) is None
+    abstract = "Artiklen viser med grafer og billeder, hvordan søvn påvirker hukommelsen."
+    assert reason("Opsummer resuméet i én sætning.", abstract) is None
+    assert reason("Opsummer teksten kort og præcist.", "Klik på knappen nederst.") is None
     answer = "Jeg kan ikke se billeder, videoer eller filer, men beskriv dem, så hjælper jeg."
     assert reason("Hvad ser du her mon?", "", answer) is None
 
@@ -224,13 +238,37 @@ def test_false_friends_are_not_banned(word: str) -> None:
         "Skriv en kort tekst om foråret.",
         "Hvad er lydens hastighed i luft?",
         "Gå tilbage til start og tæl igen.",
-        "Det er til at gå til.",  # banned: the phrase itself, whatever it means here
+        "Det er til at gå til.",
+        "Skriv et brev til en patient, som går til lægen hver uge.",
+        "Han går til fodbold om tirsdagen; beskriv hans uge.",
+        "Forklar, hvornår man bør gå til tandlæge.",
+        "Hvor ofte gik danskerne til gudstjeneste i 1800-tallet?",
+        "Beskriv, hvad der sker, når man klikker på musen hurtigt.",
+        "Hvorfor skal man gå til valg, når der er folketingsvalg?",
     ],
 )
-def test_phrases_and_short_words_in_context(text: str) -> None:
-    expected = "gå til" if text.startswith("Det er") else None
+def test_ordinary_danish_with_the_phrases_is_not_banned(text: str) -> None:
+    assert FILTER.banned_topic(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "lemma"),
+    [
+        ("Gå til forsiden og læs nyhederne.", "gå til"),
+        ("Åbn browseren. Gå til dr.dk, og find vejrudsigten.", "gå til"),
+        ("Åbn appen, og klik på Indstillinger.", "klik på"),
+        ("Log ind. Derefter klik på Profil.", "klik på"),
+        ("1. Klik på Start.", "klik på"),
+        ("- Gå til Rejseplanen og find en afgang.", "gå til"),
+        ("Forklar, hvad der sker, når du klikker på linket i mailen.", "klik på"),
+        ("Fortæl, hvad man finder, når man går til kommunens hjemmeside.", "gå til"),
+        ("Beskriv, hvad der sker, hvis man går til www.borger.dk.", "gå til"),
+        ("Hvad sker der, når jeg klikker på den røde knap?", "klik på"),
+    ],
+)
+def test_the_phrases_hit_where_they_ask_to_navigate(text: str, lemma: str) -> None:
     hit = FILTER.banned_topic(text)
-    assert (hit and hit[0]) == expected
+    assert hit is not None and hit[0] == lemma, hit
 
 
 def test_a_custom_list_replaces_the_built_in_one() -> None:
@@ -243,11 +281,13 @@ def test_a_custom_list_replaces_the_built_in_one() -> None:
         assert custom.banned_topic(f"Tag {word} frem.") == ("kamera", word)
     for phrase in ["tryk på", "trykker på", "trykkede på", "trykke på"]:
         assert custom.banned_topic(f"Du {phrase} knappen.") == ("tryk på", phrase)
+    assert custom.banned_topic("Tryk på Gem.") == ("tryk på", "tryk på")
+    assert custom.banned_topic("Han trykker på sin bror for at få svar.") is None
     # A lemma in the table keeps its forms and false friends.
     assert custom.banned_topic("Tegn grafen.") == ("graf", "grafen")
     assert custom.banned_topic("Gå i biografen.") is None
-    result = custom.check("Opsummer teksten kort og præcist.", "Kameraet er nyt.", OUTPUT)
-    assert result == Verdict("banned_topic", "'kamera' in the input: 'kameraet'")
+    result = custom.check("Beskriv kameraet kort og præcist.", "", OUTPUT)
+    assert result == Verdict("banned_topic", "'kamera' in the instruction: 'kameraet'")
 
 
 @pytest.mark.parametrize("lemma", ["podcast", "app", "chat", "e-mail"])
@@ -273,9 +313,11 @@ def test_a_custom_lemma_must_be_words(lemma: str) -> None:
 def test_every_built_in_form_is_banned_alone_and_as_a_compound_head() -> None:
     for lemma, (forms, _) in BANNED_LEMMAS.items():
         for form in forms:
+            if " " in form:  # a verb phrase: banned where it acts on a page or the like
+                assert FILTER.banned_topic(f"({form} forsiden)") == (lemma, form)
+                continue
             assert FILTER.banned_topic(f"({form})") == (lemma, form)
-            if " " not in form:
-                assert FILTER.banned_topic(f"Se alle eksempel{form}.") is not None
+            assert FILTER.banned_topic(f"Se alle eksempel{form}.") is not None
 
 
 def test_pathological_text_is_handled_in_linear_time() -> None:
@@ -311,7 +353,7 @@ WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzæøå", min_size=1, max_siz
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(WORDS, max_size=6),
-    st.sampled_from([form for forms, _ in BANNED_LEMMAS.values() for form in forms]),
+    st.sampled_from([f for forms, _ in BANNED_LEMMAS.values() for f in forms if " " not in f]),
     st.lists(WORDS, max_size=6),
     st.sampled_from([" ", ", ", ". ", "\n", " (", ": "]),
 )
@@ -320,3 +362,23 @@ def test_a_banned_form_as_a_word_is_found_anywhere(
 ) -> None:
     text = separator.join([*before, form, *after])
     assert FILTER.banned_topic(text) is not None
+
+
+ORDINARY = st.sampled_from("han hun vi de skal gerne tit lægen byen skole fodbold ro".split())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(ORDINARY, max_size=4),
+    st.sampled_from(["gå til", "klik på"]),
+    st.lists(ORDINARY, max_size=6),
+    st.sampled_from([". ", "\n", "! ", ": ", ", og "]),
+)
+def test_a_navigation_phrase_is_an_order_at_a_clause_start_and_not_inside_one(
+    before: list[str], phrase: str, after: list[str], separator: str
+) -> None:
+    lemma = phrase
+    ordered = " ".join(before) + separator + " ".join([phrase, *after])
+    assert FILTER.banned_topic(ordered) == (lemma, phrase)
+    inside = " ".join(["Forklar", "at", *before, phrase, *after])
+    assert FILTER.banned_topic(inside) is None
