@@ -145,14 +145,12 @@ def write_merged(store: RunStore, config: Config, plan: StepPlan, log: Log) -> N
         writer.finish()
 
 
-def _followup_turns(record: Example) -> tuple[str, str, str] | None:
-    """The added turns of a conversation as (user messages, "", answers); None if none."""
+def _followup_turns(record: Example) -> list[tuple[str, str]]:
+    """The added turns of a conversation as (user message, answer) pairs; [] if none."""
     added = record.conversation()[2:]
-    if not added:
-        return None
-    users = "\n\n".join(message.content for message in added if message.role == "user")
-    answers = "\n\n".join(message.content for message in added if message.role == "assistant")
-    return users, "", answers
+    users = [message.content for message in added if message.role == "user"]
+    answers = [message.content for message in added if message.role == "assistant"]
+    return list(zip(users, answers, strict=False))
 
 
 def screen(
@@ -165,8 +163,8 @@ def screen(
     candidates = [index for index in range(len(records)) if index not in rejections]
     if stage == "followups":
         turns = {index: _followup_turns(records[index]) for index in candidates}
-        judged = [index for index in candidates if turns[index] is not None]
-        judgements = screener.language.judge([turns[index] for index in judged])  # type: ignore[misc]
+        judged = [index for index in candidates if turns[index]]
+        judgements = screener.language.judge_turns([turns[index] for index in judged], first=2)
         outcomes = {
             index: (None if j.danish else (j.reason, j.detail), j.confidence)
             for index, j in zip(judged, judgements, strict=True)

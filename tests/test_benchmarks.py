@@ -31,8 +31,16 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
         {"overhead_ratio", "raw_s", "engine_s"},
     ),
     "langfilter.py": (
-        ["--triples", "200", "--slice", "50", "--repeats", "1"],
-        {"texts_per_s_per_core", "examples_per_s_per_core", "cores"},
+        ["--triples", "200", "--conversations", "100", "--repeats", "1"],
+        {
+            "examples_per_s_per_core",
+            "screen_vs_lingua",
+            "followup_minutes_175000",
+            "danish_kept_pct",
+            "whole_accepted_pct",
+            "mixed_accepted_pct",
+            "cores",
+        },
     ),
     "local_instruct_model.py": (
         ["--tasks", "1"],

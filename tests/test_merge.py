@@ -66,6 +66,11 @@ LUNCH = (
     "En god madpakke kan bestå af rugbrød med leverpostej og agurk, en portion gulerodsstave og "
     "et æble. Tilføj gerne en lille bøtte med nødder eller rosiner, hvis barnet er meget sultent.",
 )
+WINTER_CYCLING = (
+    "Om vinteren er det vigtigt at have gode lygter og dæk med mønster, og at man cykler lidt "
+    "langsommere, især i sving. Mange kommuner rydder cykelstierne før vejene, så det går ofte "
+    "bedre, end man tror."
+)
 CYCLING = (
     "Hvilke fordele har det at cykle til arbejde hver dag?",
     "Cykling giver motion, som styrker hjertet og musklerne. Man sparer penge til benzin og "
@@ -346,10 +351,12 @@ def test_followups_are_judged_on_their_added_turns(tmp_path: Path) -> None:
     config = load_config("tiny", [*BARE, "evolution.generations=0"])
     store, first = new_run(tmp_path, config)
     ice, seasons, lunch = task("ice", ICE), task("seasons", SEASONS), task("lunch", LUNCH)
-    merge_by_hand(store, "generation-01", [ice, seasons, lunch])
+    cycling = task("cycling", CYCLING)
+    merge_by_hand(store, "generation-01", [ice, seasons, lunch, cycling])
     followups = plan_next(store, config, first)
-    assert followups == StepPlan("followups", "followups", 0, shards=1, inputs=3)
-    assert {r.id for r in store.read_inputs("followups", 0)} == {ice.id, seasons.id, lunch.id}
+    assert followups == StepPlan("followups", "followups", 0, shards=1, inputs=4)
+    inputs = {r.id for r in store.read_inputs("followups", 0)}
+    assert inputs == {ice.id, seasons.id, lunch.id, cycling.id}
     danish = conversation(
         ice,
         "Kan du forklare det lidt mere udførligt for et barn på ti år?",
@@ -362,17 +369,31 @@ def test_followups_are_judged_on_their_added_turns(tmp_path: Path) -> None:
         "Sure. The Earth is tilted, so for half of the year our part of the planet leans towards "
         "the sun and gets long and warm days, and for the other half it leans away from it.",
     )
-    run_shard(store, "followups", 0, [danish, english, lunch])  # lunch got no follow-up
+    # Every added turn is judged, not only the first and the last: here the middle answer
+    # of three is English.
+    middle = conversation(
+        conversation(
+            conversation(cycling, "Hvad med om vinteren, når det er glat?", WINTER_CYCLING),
+            "Og hvis jeg hellere vil tage bussen et par dage om ugen?",
+            "That is a good compromise: on bus days you can read or rest, and on the other "
+            "days you still get your exercise. Many people cycle in good weather and take the "
+            "bus when it rains, which keeps the habit going all year round.",
+        ),
+        "Tak! Hvilken cykel er bedst til lange ture?",
+        WINTER_CYCLING,
+    )
+    run_shard(store, "followups", 0, [danish, english, middle, lunch])  # lunch: no follow-up
     result = merge_step(store, "followups", log=quiet)
     kept = list(store.read_merged("followups"))
     assert [record.id for record in kept] == [ice.id, lunch.id]
     assert kept[0].messages == danish.messages
     assert kept[0].scores[LANGUAGE_SCORE] >= 0.25
     assert LANGUAGE_SCORE not in kept[1].scores  # nothing added, nothing judged
-    [rejection] = store.read_merge_rejects("followups")
-    assert (rejection.reason, rejection.source_id) == ("not_danish", seasons.id)
-    assert rejection.detail.startswith("instruction: ENGLISH")  # the added user turn
-    assert (result.records_in, result.kept, result.rejected) == (3, 2, {"not_danish": 1})
+    rejections = {r.source_id: r for r in store.read_merge_rejects("followups")}
+    assert {r.reason for r in rejections.values()} == {"not_danish"}
+    assert rejections[seasons.id].detail.startswith("turn 2 user: English words")
+    assert rejections[cycling.id].detail.startswith("turn 3 answer (end): ENGLISH")
+    assert (result.records_in, result.kept, result.rejected) == (4, 2, {"not_danish": 2})
     assert result.next is None
 
 
