@@ -16,6 +16,8 @@ from pathlib import Path
 from laerebogen import __version__
 from laerebogen.config import Config, Sampling
 from laerebogen.export import filter_reasons
+from laerebogen.filters import MAX_WORDS, MIN_INSTRUCTION_WORDS
+from laerebogen.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.plan import later_steps
 from laerebogen.records import Message
 from laerebogen.report import DatasetStats
@@ -35,10 +37,6 @@ SIZE_CATEGORIES = (
     (1_000_000, "100K<n<1M"),
     (10_000_000, "1M<n<10M"),
 )
-SAMPLING_HEADER = (
-    "stage", "requests", "model", "temperature", "top_p", "min_p", "repetition penalty",
-    "max tokens",
-)  # fmt: skip
 
 
 def size_category(count: int) -> str:
@@ -145,6 +143,38 @@ def _funnel(stats: DatasetStats) -> str:
     return _table(header, rows)
 
 
+def _screen(config: Config) -> str:
+    """The rules every merge job screened the records with, from the run's config."""
+    banned = config.filters.banned_words
+    topics = (
+        f"the run's own list ({', '.join(banned)})"
+        if banned
+        else "the built-in Danish list (billede, foto, graf, diagram, flowchart, tegning, "
+        'illustration, fil, landkort, video, lydfil, lydoptagelse, musik, "gå til", "klik på")'
+    )
+    return (
+        "The merge jobs screen the records with two filters (the follow-up merge with the "
+        "second only, on the added turns); the funnel below gives the rejections per step and "
+        "reason.\n\n"
+        f"- **Heuristics** (Alpaca's, made right for Danish): an instruction of "
+        f"{MIN_INSTRUCTION_WORDS}-{MAX_WORDS} words, an input of at most "
+        f"{config.filters.max_input_words} words, a non-empty output, no punctuation first, not "
+        '"Skriv et program", no leaked prompt-template headers, and no topic a text model '
+        f"cannot do in the instruction: {topics}, in every inflection and as the head of a "
+        "compound; a verb phrase only where it asks to navigate (its imperative starting a "
+        "clause, or a page, link, menu or button within five words).\n"
+        "- **Danish** (lingua, with function words that tell Danish from its neighbours): "
+        "code, formulas, URLs, numbers, notations, names and quoted terms are removed; a "
+        f"field with fewer than {MIN_WORDS} words left is not judged; one with at least "
+        f"{ALONE_LETTERS} letters is judged alone (a long one on its first and last {WINDOW} "
+        "characters); a shorter one is rejected when a neighbour language's words win in it "
+        "or lingua alone is sure of a neighbour, and is otherwise judged with the rest of the "
+        "example. Translation tasks may use the language they name. The follow-up merge "
+        f"judges every added user message and answer (an answer on its last {WINDOW} "
+        "characters).\n"
+    )
+
+
 def _example(messages: Sequence[Message]) -> str:
     shown = []
     for message in messages:
@@ -207,8 +237,8 @@ def render_card(
         "2. **Base generation**: few-shot prompts of "
         f"{config.generation.seeds_per_prompt} random seeds ask the pretrained model for up to "
         f"{config.generation.tasks_per_prompt} new tasks, in rounds until "
-        f"{config.generation.target} are kept; replies are parsed, filtered (heuristics, "
-        "Danish language detection with lingua) and deduplicated.\n"
+        f"{config.generation.target} are kept; replies are parsed, screened (below) and "
+        "deduplicated.\n"
         "3. **Grammar correction** and 4. **quality improvement** by the instruction-tuned "
         "model.\n"
         f"5. **Evol-Instruct**: {config.evolution.generations} generations of in-depth and "
@@ -221,6 +251,7 @@ def render_card(
         f"{config.filters.rouge_threshold} against every record kept before "
         f"(over the run: {stats.dedup.get('near_duplicate', 0)} near-duplicates and "
         f"{stats.dedup.get('duplicate_id', 0)} duplicate ids removed).\n",
+        _screen(config),
         "### Models and sampling\n",
         _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
         "### Funnel\n",

@@ -186,10 +186,20 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
 
 def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
     store, _ = finished_run(tmp_path)
-    config = load_config("tiny", [*OVERRIDES, "export.max_lix=110"])
+    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    assert "an input of at most 400 words" in card
+    assert "the built-in Danish list (billede, foto, graf, diagram" in card
+    changes = [
+        "export.max_lix=110",
+        "filters.max_input_words=250",
+        "filters.banned_words=['kamera', 'tryk på']",
+    ]
+    config = load_config("tiny", [*OVERRIDES, *changes])
     card = publish(store, config).card.read_text(encoding="utf-8")
     assert "- `max_lix` = 110: LIX of the answers at most 110:" in card
     assert "**6** conversations (**3** in the filtered version)" in card
+    assert "an input of at most 250 words" in card
+    assert "the run's own list (kamera, tryk på)" in card
 
 
 def test_gemma_made_data_carries_the_gemma_terms(tmp_path: Path) -> None:
