@@ -28,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 
 from laerebogen.config import load_config
-from laerebogen.driver import Driver, StepJobs, jobs_file
-from laerebogen.launch import SlurmLauncher, Task, max_array_size, windows
+from laerebogen.driver import Driver
+from laerebogen.launch import SlurmLauncher, StepJobs, Task, jobs_file, max_array_size, windows
 from laerebogen.plan import plan_first, write_step
 from laerebogen.run import start_run
 from laerebogen.stages.generation import prompt_slots

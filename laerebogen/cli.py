@@ -352,18 +352,25 @@ class Cli:
         run: str | None = None,
         executor: str | None = None,
         set: Sequence[str] | str | None = None,
+        smoke: int | bool = False,
     ) -> None:
         """Run the whole recipe into a run directory, continuing where it stopped.
 
         --executor slurm|local|debug overrides launch.executor of the config.
+        --smoke [N] first: every step on N base records (8) with the config's models,
+        executor and resources, into RUN.smoke, then the full run's cost projected.
         """
         from laerebogen.driver import run_dataset
+        from laerebogen.smoke import SMOKE_RECORDS
 
         resolved = load_config(config, _overrides(set))
         run_dir = Path(run) if run else Path("runs") / (resolved.name or "run")
         if executor is not None and executor not in ("slurm", "local", "debug"):
             raise LaerebogenError(f"--executor must be slurm, local or debug, got {executor!r}")
-        path = run_dataset(resolved, run_dir, executor)
+        records = SMOKE_RECORDS if smoke is True else int(smoke)
+        if records < 0:
+            raise LaerebogenError(f"--smoke takes a number of records, got {smoke!r}")
+        path = run_dataset(resolved, run_dir, executor, smoke=records)
         print(path)
 
 

@@ -17,14 +17,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import msgspec
-
 from laerebogen import __version__
 from laerebogen.config import Config
 from laerebogen.errors import LaerebogenError
-from laerebogen.launch import MERGE, JobState, Launcher, Submission, Task, make_launcher
+from laerebogen.launch import (
+    MERGE,
+    JobState,
+    Launcher,
+    StepJobs,
+    Submission,
+    Task,
+    jobs_file,
+    make_launcher,
+)
 from laerebogen.merge import describe
-from laerebogen.plan import MergeResult, StepPlan, plan_first, read_merge, read_plan
+from laerebogen.plan import (
+    MergeResult,
+    StepPlan,
+    plan_first,
+    read_merge,
+    read_plan,
+    stages_to_run,
+)
 from laerebogen.run import start_run
 from laerebogen.seeds import SEED_STAGE, load_seeds, seed_examples
 from laerebogen.store import RunStore
@@ -37,17 +51,6 @@ FILE_POLL_SECONDS = 0.25
 
 class RunFailedError(LaerebogenError):
     """Jobs of a step failed more often than the retry budget allows."""
-
-
-class StepJobs(msgspec.Struct):
-    """Every submission of a step's jobs, oldest first."""
-
-    submissions: list[Submission] = []
-
-
-def jobs_file(step: str) -> str:
-    """Where a step's submissions are recorded."""
-    return f"{step}/jobs.json"
 
 
 def import_seeds(store: RunStore, seed_file: Path) -> str:
@@ -273,13 +276,22 @@ def run_dataset(
     run_dir: Path,
     executor: str | None = None,
     out: TextIO = sys.stderr,
+    smoke: int = 0,
 ) -> Path:
     """Run (or continue) the whole recipe in ``run_dir`` and publish it (the dataset, its
-    card, stats and plots); returns the dataset's path."""
-    from laerebogen.model_prepare import prepare_missing
+    card, stats and plots); returns the dataset's path. With ``smoke``, run it instead on a
+    base set of that many records in ``<run_dir>.smoke`` and end with the measured steps and
+    the full run projected from them (:mod:`laerebogen.smoke`)."""
+    from laerebogen.model_prepare import ensure_models
     from laerebogen.publish import describe, publish
+    from laerebogen.smoke import describe as describe_smoke
+    from laerebogen.smoke import project, smoke_config, smoke_dir
+    from laerebogen.stages import build_stage
 
     started = time.monotonic()
+    full = config
+    if smoke:
+        config, run_dir = smoke_config(config, smoke), smoke_dir(run_dir)
     store = start_run(config, run_dir)
     name = executor or config.launch.executor
     out.write(
@@ -287,8 +299,9 @@ def run_dataset(
         f"executor {name})\n"
     )
     out.write(import_seeds(store, config.seed_path()) + "\n")
-    models = (config.model_path("base"), config.model_path("instruct"))
-    prepare_missing(models, progress=lambda line: out.write(line + "\n"))
+    # Every model the remaining steps load is there before a job is submitted.
+    roles = [build_stage(stage, config).role for stage in stages_to_run(store, config)]
+    ensure_models(map(config.model_path, roles), progress=lambda line: out.write(line + "\n"))
     launcher = make_launcher(name, config, run_dir)
     try:
         driver = Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds)
@@ -301,4 +314,6 @@ def run_dataset(
     out.write(describe(published) + "\n")
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     out.write(f"{run_dir}: {ran} steps run in {minutes} min {seconds} s\n")
+    if smoke:
+        out.write(describe_smoke(project(store, config, full, name), full) + "\n")
     return published.export.complete

@@ -98,6 +98,17 @@ class Submission(msgspec.Struct, frozen=True):
     submitted: float
 
 
+class StepJobs(msgspec.Struct):
+    """Every submission of a step's jobs, oldest first: what a driver re-attaches to."""
+
+    submissions: list[Submission] = []
+
+
+def jobs_file(step: str) -> str:
+    """Where a step's submissions are recorded."""
+    return f"{step}/jobs.json"
+
+
 class JobState(NamedTuple):
     """Whether a job is still queued or running, and what the executor says about it."""
 

@@ -2,8 +2,7 @@
 
 A model is built in a temporary sibling directory and renamed into place with a marker file
 written last, so a conversion killed halfway leaves nothing that looks like a model, and a
-second build is a no-op. The engine uses :func:`missing_model_message` to tell users how to
-get a model that is not there, since runs are offline and nothing is downloaded.
+second build is a no-op.
 """
 
 from __future__ import annotations
@@ -80,17 +79,6 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def missing_model_message(path: Path) -> str:
-    """One line saying that ``path`` holds no model and how to put one there."""
-    from laerebogen.model_prepare import PREPARABLE  # it builds on this module
-
-    if path.name == "tiny":
-        how = f"run: laerebogen model tiny {path}"
-    elif path.name in PREPARABLE:
-        how = f"run: laerebogen model prepare {path.name} --model-dir {path.parent}"
-    else:
-        how = (
-            "copy a Hugging Face model directory there (config.json, tokenizer, weights); "
-            "runs are offline and download nothing"
-        )
-    return f"model directory {path} not found or incomplete: {how}"
+def has_model(directory: Path) -> bool:
+    """Whether ``directory`` holds a model vLLM can load: one built here or a user's own."""
+    return (directory / "config.json").is_file()

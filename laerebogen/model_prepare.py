@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from laerebogen.errors import LaerebogenError
-from laerebogen.model_files import build_model_dir, is_built
+from laerebogen.model_files import build_model_dir, has_model, is_built
+from laerebogen.tiny_model import TINY, build_tiny_model
 
 # Gemma 3's turn format. Gemma has no system role, so a system message is folded into the
 # first user turn; "assistant" is Gemma's "model". The tokenizer does not add <bos> when it
@@ -137,17 +138,38 @@ def prepare_model(name: str, model_dir: Path, *, progress: Callable[[str], None]
     return target
 
 
-def prepare_missing(
-    paths: Iterable[Path], *, progress: Callable[[str], None] = print
-) -> list[Path]:
-    """Prepare the model directories among ``paths`` that are missing and named after a model
-    this module builds, so a first ``laerebogen dataset --config local`` needs no extra step.
-    Other missing directories are left to the engine's error, which says how to get them."""
+def missing_model_message(path: Path) -> str:
+    """One line saying that ``path`` holds no model and how to put one there (runs are offline
+    and download nothing)."""
+    if path.name == TINY:
+        how = f"run: laerebogen model tiny {path}"
+    elif path.name in PREPARABLE:
+        how = f"run: laerebogen model prepare {path.name} --model-dir {path.parent}"
+    else:
+        how = (
+            "copy a Hugging Face model directory there (config.json, tokenizer, weights); "
+            "runs are offline and download nothing"
+        )
+    return f"model directory {path} not found or incomplete: {how}"
+
+
+def ensure_models(paths: Iterable[Path], *, progress: Callable[[str], None] = print) -> list[Path]:
+    """Make sure every model directory in ``paths`` holds a model before a job is submitted:
+    prepare those this module or :mod:`laerebogen.tiny_model` builds (so a first ``laerebogen
+    dataset --config local`` needs no extra step), and stop with :func:`missing_model_message`
+    at the first other one missing. Returns the directories prepared."""
     prepared = []
     for path in dict.fromkeys(Path(path).expanduser() for path in paths):
-        if path.name in PREPARABLE and not is_built(path):
+        if has_model(path):
+            continue
+        if path.name == TINY:
+            progress(f"{path}: not there yet, building the tiny test model (a few seconds)")
+            prepared.append(build_tiny_model(path, progress=progress))
+        elif path.name in PREPARABLE:
             progress(f"{path}: not there yet, preparing {path.name} (first use, about a minute)")
             prepared.append(prepare_model(path.name, path.parent, progress=progress))
+        else:
+            raise LaerebogenError(missing_model_message(path))
     return prepared
 
 

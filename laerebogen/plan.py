@@ -105,6 +105,18 @@ def later_steps(config: Config) -> list[tuple[str, str, int]]:
     return steps
 
 
+def stages_to_run(store: RunStore, config: Config) -> list[str]:
+    """The stages whose steps are still to be merged, in order: what the run will still load
+    models for. Generation is over once a merged step names a later step or nothing."""
+    merged = [(plan.step, result) for plan, result in chain(store) if result is not None]
+    generating = not any(
+        result.next is None or not result.next.startswith("generation") for _, result in merged
+    )
+    done = {step for step, _ in merged}
+    later = [stage for step, stage, _ in later_steps(config) if step not in done]
+    return list(dict.fromkeys(["generation", *later] if generating else later))
+
+
 def _records_per_shard(config: Config, stage: str) -> int:
     if stage == "generation":
         return config.generation.prompts_per_shard

@@ -93,7 +93,9 @@ def run_shard(
             if writer.chunks:
                 log(f"{step} shard {index}: resuming after {writer.chunks} committed chunks")
             if pending:
+                loading = time.monotonic()
                 engine = own.get(config, stage.role)
+                writer.started(time.monotonic() - loading)
                 context = Context(
                     run_seed=config.seed,
                     round=plan.round,

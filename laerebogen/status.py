@@ -28,8 +28,8 @@ from typing import Literal
 
 import msgspec
 
-from laerebogen.driver import StepJobs, jobs_file
 from laerebogen.export import DATASET_FILE
+from laerebogen.launch import StepJobs, jobs_file
 from laerebogen.plan import chain, read_merge, read_plan
 from laerebogen.run import run_config
 from laerebogen.store import RunStore, load_manifest

@@ -74,6 +74,7 @@ class ShardManifest(msgspec.Struct, frozen=True):
     completion_tokens: int
     finished_at: str
     format: int = FORMAT_VERSION
+    startup_seconds: float = 0.0  # of ``wall_seconds``: loading the model (the last process)
 
     @property
     def rejected_total(self) -> int:
@@ -335,6 +336,7 @@ class ShardWriter:
         self._data: IO[bytes] = open(paths.data, "ab")  # noqa: SIM115
         self._rejects: IO[bytes] = open(paths.rejects, "ab")  # noqa: SIM115
         self._clock = time.monotonic()
+        self._startup = 0.0
         self._closed = False
 
     def _recover(self) -> list[_JournalEntry]:
@@ -414,6 +416,10 @@ class ShardWriter:
         self._consumed.update(consumed)
         self._data_end, self._rejects_end = entry.data_end, entry.rejects_end
 
+    def started(self, seconds: float) -> None:
+        """Record how long this process took to load its model, for the manifest."""
+        self._startup = round(seconds, 3)
+
     def discard(self) -> None:
         """Drop every committed chunk: for writers that are cheaper to redo than to resume."""
         for handle in (self._journal, self._data, self._rejects):
@@ -449,6 +455,7 @@ class ShardWriter:
             prompt_tokens=sum(entry.prompt_tokens for entry in self._entries),
             completion_tokens=sum(entry.completion_tokens for entry in self._entries),
             finished_at=_now(),
+            startup_seconds=self._startup,
         )
         _write_manifest(self.paths, manifest)
         self.paths.journal.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from laerebogen.model_files import build_model_dir
 from laerebogen.seeds import load_seeds, packaged_seed_path
 
+TINY = "tiny"  # the model directory's name in configs: laerebogen prepares it when missing
 VOCAB_SIZE = 2048
 END_OF_TEXT = "<|endoftext|>"
 TURN_START = "<|im_start|>"

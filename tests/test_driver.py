@@ -181,3 +181,15 @@ def test_a_shard_failing_once_is_retried_and_the_run_finishes(
     )
     assert (run / "dataset.jsonl").is_file()
     check_no_record_lost_or_duplicated(run)
+
+
+def test_a_missing_model_stops_the_run_before_any_job_is_submitted(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    overrides = [f"model_dir='{tmp_path}'", "models.instruct.path='not-prepared-here'"]
+    result = laerebogen("dataset", "--config", "tiny", "--run", str(run), *sets(overrides))
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"laerebogen: error: model directory {tmp_path / 'not-prepared-here'}")
+    # The tiny base model was built first; nothing was planned or submitted.
+    assert (tmp_path / "tiny" / "config.json").is_file()
+    assert not list(run.glob("*/jobs.json")) and not (run / "generation-01").exists()

