@@ -175,6 +175,20 @@ def _screen(config: Config) -> str:
     )
 
 
+def _pretrained_note(config: Config) -> str:
+    """A limitation when a pretrained model played the instruction-tuned role."""
+    if config.models.instruct.chat_template != "transcript":
+        return ""
+    model = config.model_path("instruct").name
+    return (
+        f"- The instruction-tuned role was played by `{model}`, a pretrained model given each "
+        "chat as a plain transcript to continue: its answers, corrections, evolved tasks and "
+        "follow-up questions show the recipe's shape (turns, generations, the funnel), not "
+        "instruction following. Data made this way shows how the pipeline works; it is not "
+        "meant for training.\n"
+    )
+
+
 def _example(messages: Sequence[Message]) -> str:
     shown = []
     for message in messages:
@@ -302,7 +316,8 @@ def render_card(
         "LIX measures readability, not correctness.\n"
         "- Deduplication compares instructions only (ROUGE-L), so similar tasks with "
         "different wording remain, and the seeds' 21 categories bound the topics.\n"
-        "- Follow-up user turns are written by the model and are tidier than real users.\n",
+        "- Follow-up user turns are written by the model and are tidier than real users.\n"
+        + _pretrained_note(config),
         "## Licence\n",
         (
             "The conversations are output of Gemma models and are provided under and subject "

@@ -60,6 +60,13 @@ class Sampling(_Section):
         Positive,
         doc("Most tokens of a reply; a prompt longer than `max_model_len` minus this is rejected"),
     ] = 1024
+    stop: Annotated[
+        list[str],
+        doc(
+            "Strings that end a reply where they appear (not kept), e.g. a blank line for a "
+            "pretrained model that never ends a chat turn"
+        ),
+    ] = []
 
 
 class Model(_Section):
@@ -95,6 +102,14 @@ class Model(_Section):
     trust_remote_code: Annotated[
         bool, doc("Let vLLM run Python code that comes with the model directory")
     ] = False
+    chat_template: Annotated[
+        Literal["model", "transcript"],
+        doc(
+            "How chat requests are written for the model: `model`, its own chat template; "
+            "`transcript`, a plain Danish transcript (Bruger:/Assistent:) that a pretrained "
+            "model continues"
+        ),
+    ] = "model"
 
 
 class Models(_Section):

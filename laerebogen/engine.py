@@ -24,7 +24,8 @@ from laerebogen.config import Config, Model
 from laerebogen.config import Engine as EngineSettings
 from laerebogen.errors import LaerebogenError
 from laerebogen.llm import ChatRequest, Request, Result
-from laerebogen.model_files import missing_model_message
+from laerebogen.model_files import has_model
+from laerebogen.model_prepare import missing_model_message
 
 if TYPE_CHECKING:
     from vllm import LLM, SamplingParams
@@ -63,8 +64,24 @@ def configure_environment(cpu_kvcache_gib: int) -> None:
 
 def check_model_dir(path: Path) -> None:
     """Fail with one line that says how to get the model when ``path`` holds none."""
-    if not (path / "config.json").is_file():
+    if not has_model(path):
         raise ModelError(missing_model_message(path))
+
+
+TRANSCRIPT_SPEAKERS = {"user": "Bruger", "assistant": "Assistent"}
+
+
+def transcript(messages: Sequence[dict[str, str]], bos: str) -> str:
+    """A conversation as a plain Danish transcript that ends where the assistant speaks next:
+    what a pretrained model continues (a system message first, as a paragraph of its own).
+    The speaker labels make natural stop strings (``"\\nBruger:"``)."""
+    parts = [
+        message["content"].strip()
+        if message["role"] == "system"
+        else f"{TRANSCRIPT_SPEAKERS[message['role']]}: {message['content'].strip()}"
+        for message in messages
+    ]
+    return bos + "".join(f"{part}\n\n" for part in parts) + "Assistent:"
 
 
 def chunked(requests: Sequence[Request], size: int) -> Iterator[Sequence[Request]]:
@@ -214,10 +231,13 @@ class Engine:
         return [prompt for prompt in prompts if prompt is not None]
 
     def _render(self, tokenizer: Any, request: ChatRequest) -> str:
-        """The conversation as the model's chat template writes it, ready for the answer."""
+        """The conversation as the model's chat template (or the transcript) writes it,
+        ready for the answer."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if self.model.chat_template == "transcript":
+            return transcript(messages, tokenizer.bos_token or "")
         if not getattr(tokenizer, "chat_template", None):
             raise ModelError(f"{self.path}: the tokenizer has no chat template for chat requests")
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _limit(self, request: Request) -> int:
@@ -250,6 +270,6 @@ def _sampling_params(request: Request) -> SamplingParams:
         repetition_penalty=sampling.repetition_penalty,
         max_tokens=sampling.max_tokens,
         seed=request.seed,
-        stop=list(request.stop) or None,
+        stop=[*request.stop, *sampling.stop] or None,
         structured_outputs=structured,
     )

@@ -19,7 +19,7 @@ import pytest
 
 from laerebogen.config import Config, Model, Sampling
 from laerebogen.config import Engine as EngineSettings
-from laerebogen.engine import Engine, ModelError, chunked, configure_environment
+from laerebogen.engine import Engine, ModelError, chunked, configure_environment, transcript
 from laerebogen.llm import ChatRequest, CompletionRequest, Constraint, Request, Result
 from laerebogen.records import Message
 from tests.test_cli import cli
@@ -178,6 +178,41 @@ def test_a_stop_sequence_ends_the_answer_without_itself(tiny_engine: Engine) -> 
     [result] = tiny_engine.generate([completion("stop", 3, constraint=forced, stop=("\n2.",))])
     assert re.fullmatch(r"1\. Instruktion: [a-z]{2,8}", result.text), result.text
     assert (result.finish_reason, result.stop_reason) == ("stop", "\n2.")
+
+
+def test_the_samplings_stops_end_the_answer_too(tiny_engine: Engine) -> None:
+    forced = Constraint(regex=r"1\. Instruktion: [a-z]{2,8}\n2\. Instruktion: [a-z]{2,8}")
+    stopping = Sampling(temperature=1.0, max_tokens=64, stop=["\n2."])
+    [result] = tiny_engine.generate(
+        [completion("stop", 3, sampling=stopping, constraint=forced, stop=("never",))]
+    )
+    assert re.fullmatch(r"1\. Instruktion: [a-z]{2,8}", result.text), result.text
+    assert (result.finish_reason, result.stop_reason) == ("stop", "\n2.")
+
+
+def test_a_transcript_is_what_a_pretrained_model_continues(tiny_config: Config) -> None:
+    messages = [
+        {"role": "system", "content": "Svar kort.\n"},
+        {"role": "user", "content": " Hvad hedder Danmarks hovedstad?"},
+        {"role": "assistant", "content": "København."},
+        {"role": "user", "content": "Og Norges?"},
+    ]
+    assert transcript(messages, "<bos>") == (
+        "<bos>Svar kort.\n\nBruger: Hvad hedder Danmarks hovedstad?\n\n"
+        "Assistent: København.\n\nBruger: Og Norges?\n\nAssistent:"
+    )
+    # The engine renders chat requests so when the model's config says so (no vLLM needed).
+    from transformers import AutoTokenizer
+
+    path = tiny_config.model_path("instruct")
+    model = msgspec.structs.replace(tiny_config.models.instruct, chat_template="transcript")
+    engine = Engine(model, path, tiny_config.engine)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    request = ChatRequest(id="t", messages=(Message("user", "Hej"),), sampling=SAMPLING, seed=1)
+    bos = tokenizer.bos_token or ""
+    assert engine._render(tokenizer, request) == f"{bos}Bruger: Hej\n\nAssistent:"
+    own = Engine(tiny_config.models.instruct, path, tiny_config.engine)
+    assert own._render(tokenizer, request).startswith("<|im_start|>user\nHej")
 
 
 def test_the_seed_decides_the_sample(tiny_engine: Engine) -> None:

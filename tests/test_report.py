@@ -200,6 +200,10 @@ def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
     assert "**6** conversations (**3** in the filtered version)" in card
     assert "an input of at most 250 words" in card
     assert "the run's own list (kamera, tryk på)" in card
+    assert "a pretrained model given each chat as a plain transcript" not in card
+    pretrained = load_config("tiny", [*OVERRIDES, "models.instruct.chat_template='transcript'"])
+    card = publish(store, pretrained).card.read_text(encoding="utf-8")
+    assert "The instruction-tuned role was played by `tiny`, a pretrained model" in card
 
 
 def test_gemma_made_data_carries_the_gemma_terms(tmp_path: Path) -> None:

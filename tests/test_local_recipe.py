@@ -1,0 +1,74 @@
+"""The `local` config's follow-ups and evolution with the real local model (Gemma 3 270M).
+
+`make dataset` must show the recipe's shape, multi-turn conversations and evolved tasks, and
+those depend on token budgets, stops and the chat format the local config gives a small
+pretrained model. A change that breaks them fails here, in about a minute and a half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from laerebogen.config import Config, load_config
+from laerebogen.engine import Engine
+from laerebogen.model_prepare import prepare_model
+from laerebogen.records import Example
+from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
+from laerebogen.stages.core import Context, drive
+from laerebogen.stages.evolution import EvolutionStage
+from laerebogen.stages.followups import FollowupStage
+from tests.prepared_models import link_prepared, missing_sources
+
+LOCAL_MODEL = "gemma-3-270m"
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Engine]]:
+    """The local config and its instruct model, linked from the user's cache or prepared."""
+    if missing := missing_sources(LOCAL_MODEL):
+        pytest.skip(f"not installed (the cpu extra): {', '.join(missing)}")
+    model_dir = tmp_path_factory.mktemp("models")
+    if not link_prepared(LOCAL_MODEL, model_dir):
+        prepare_model(LOCAL_MODEL, model_dir, progress=lambda _: None)
+    config = load_config("local", [f"model_dir={str(model_dir)!r}"])
+    with Engine.from_config(config, "instruct") as engine:
+        yield config, engine
+
+
+def seed_records(count: int, start: int = 0) -> list[Example]:
+    """Short seed tasks without input: what grammar and quality hand on in a local run."""
+    seeds = [
+        e
+        for e in seed_examples(load_seeds(packaged_seed_path()))
+        if not e.input and len(e.output) < 600
+    ]
+    return seeds[start : start + count]
+
+
+def test_local_followups_add_every_turn(local: tuple[Config, Engine]) -> None:
+    config, engine = local
+    context = Context(run_seed=config.seed, model=engine.name)
+    inputs = seed_records(8)
+    outcomes, _ = drive(FollowupStage(config.followups), inputs, context, engine.generate)
+    conversations = [record for outcome in outcomes for record in outcome.records]
+    assert len(conversations) == len(inputs)  # a conversation is never lost
+    complete = [c for c in conversations if len(c.messages) == 2 + 2 * config.followups.turns]
+    assert len(complete) >= 6, [len(c.messages) for c in conversations]
+    for conversation in complete:
+        added = conversation.messages[2:]
+        assert [m.role for m in added] == ["user", "assistant"] * config.followups.turns
+        assert all(m.content.strip() and "Bruger:" not in m.content for m in added)
+
+
+def test_local_evolution_keeps_evolved_tasks(local: tuple[Config, Engine]) -> None:
+    config, engine = local
+    context = Context(run_seed=config.seed, round=1, model=engine.name)
+    inputs = seed_records(12, start=8)
+    outcomes, _ = drive(EvolutionStage(config.evolution), inputs, context, engine.generate)
+    evolved = [record for outcome in outcomes for record in outcome.records]
+    assert len(evolved) >= 3, [r.reason for o in outcomes for r in o.rejections]
+    for record in evolved:
+        assert record.provenance.generation == 1 and record.provenance.operation
+        assert record.instruction and record.output
