@@ -92,20 +92,25 @@ def test_dataset_saves_the_config_and_refuses_another_recipe_for_the_same_run(
 ) -> None:
     """Where the work runs may change between reruns; what it makes may not."""
     run, models = tmp_path / "run", tmp_path / "no-models"
+    # A model no command can prepare: the run stops before its first job.
     model_dir = f"--set=model_dir={str(models)!r}"
-    first = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", model_dir)
+    paths = ("--set=models.base.path='my-base'", "--set=models.instruct.path='my-base'")
+    missing = [model_dir, *paths]
+    first = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", *missing)
     assert first.returncode == 2
-    assert "laerebogen model tiny" in first.stderr and "Traceback" not in first.stderr
+    assert f"{models / 'my-base'} not found" in first.stderr and "Traceback" not in first.stderr
     assert tomllib.loads((run / "config.toml").read_text())["name"] == "tiny"
     assert "seeds: imported 176 records from 176 tasks" in first.stderr
     assert RunStore(run).manifest("seeds", 0).outputs == 176
     moved = cli(
-        "dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", model_dir,
+        "dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", *missing,
         "--set", "slurm.partition='gpu'", "--set", "launch.max_retries=5",
     )  # fmt: skip
     assert "seeds: done already (176 records)" in moved.stderr
     assert "another configuration" not in moved.stderr
-    other = cli("dataset", "--config", "tiny", "--run", str(run), model_dir, "--set", "seed=99")
+    other = cli(
+        "dataset", "--config", "tiny", "--run", str(run), *missing, "--set", "seed=99"
+    )  # fmt: skip
     assert other.returncode == 2 and "another configuration" in other.stderr
     wrong = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "cloud")
     assert wrong.returncode == 2 and "--executor must be slurm, local or debug" in wrong.stderr
