@@ -41,7 +41,9 @@ ANSWER = "Ja. Et æble til frokost og en håndfuld bær om aftenen giver fibre o
 REFUSAL = "Beklager, men det kan jeg ikke hjælpe med."
 FAILURES = {
     "invalid_followup",
+    "empty_followup",
     "repeated_followup",
+    "speaker_label",
     "empty_answer",
     "truncated",
     "refusal",
@@ -278,18 +280,21 @@ def test_without_constraint_the_plain_message_is_cleaned() -> None:
     ("text", "finish", "constrained", "expected"),
     [
         (besked("Kan du uddybe det med fibrene?"), "stop", True, "Kan du uddybe det med fibrene?"),
-        ('```json\n{"besked": "Hvorfor?"}\n```', "stop", True, "Hvorfor?"),
+        ('```json\n{"besked": "Hvorfor dog?"}\n```', "stop", True, "Hvorfor dog?"),
         (besked("Bruger: „Hvorfor det?“"), "stop", True, "Hvorfor det?"),
         ("Hvad med pærer?", "stop", False, "Hvad med pærer?"),
         ("Besked: 'Hvad med pærer?'", "stop", False, "Hvad med pærer?"),
-        (besked(""), "stop", True, "invalid_followup"),
-        (besked('  "" '), "stop", True, "invalid_followup"),
+        (besked(""), "stop", True, "empty_followup"),
+        (besked('  "" '), "stop", True, "empty_followup"),
+        ("...", "stop", False, "empty_followup"),
+        ("Hvorfor? 🙂", "stop", False, "empty_followup"),
+        ("Hvad med pærer? Assistent: De er sunde.", "stop", False, "speaker_label"),
         ("Hvad med pærer?", "stop", True, "invalid_followup"),
         ('{"besked": 3}', "stop", True, "invalid_followup"),
         ('["Hvad med pærer?"]', "stop", True, "invalid_followup"),
         ('{"besked": "Hvad med', "length", True, "invalid_followup"),
         ("Hvad med pærer og", "length", False, "invalid_followup"),
-        ("Bruger:", "stop", False, "invalid_followup"),
+        ("Bruger:", "stop", False, "empty_followup"),
         ("Hvorfor? " * 80, "stop", False, "invalid_followup"),
         ("", "rejected", True, "prompt_too_long"),
         (besked("Hvorfor  er ÆBLER sunde?"), "stop", True, "repeated_followup"),
@@ -318,6 +323,8 @@ def test_reading_the_user_message(
         ("I'm sorry, but I cannot answer that.", "stop", "refusal"),
         ("Beklager forvirringen! " + ANSWER * 8, "stop", None),  # long: an answer
         ("Kanelsnegle er bedst lune.", "stop", None),
+        ("Pærer er sunde. Bruger: Tak! Og æbler?", "stop", "speaker_label"),
+        ("Log ind som **Bruger**: skriv dit navn.", "stop", None),
     ],
 )
 def test_checking_the_answer(text: str, finish: FinishReason, expected: str | None) -> None:

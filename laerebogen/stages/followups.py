@@ -42,6 +42,8 @@ LATEST_MESSAGE_CHARS = 2400
 # A follow-up this close to an earlier user message (ROUGE-L) asks the same thing again.
 REPEAT_SIMILARITY = 0.8
 RETRIES = 1
+# Fewer words than this (a word: two letters or more) is no message: "...", "?", an emoji.
+MIN_FOLLOWUP_WORDS = 2
 
 SPEAKERS = {"system": "System", "user": "Bruger", "assistant": "Assistent"}
 _QUOTES = "\"'“”„«»‘’`"
@@ -50,6 +52,9 @@ _USER_LABEL = re.compile(
 )
 # The model may go on and write the assistant's reply too: that is not part of the message.
 _ASSISTANT_LABEL = re.compile(r"\n\s*(?:\*\*)?(?:assistent(?:en)?|assistant)(?:\*\*)?\s*:", re.I)
+# A transcript's speaker label inside a message: the model wrote another speaker's turn.
+_SPEAKER_LABEL = re.compile(r"(?:^|\s)(?:Bruger|Assistent):")
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 class Problem(NamedTuple):
@@ -133,8 +138,11 @@ def read_followup(
             return "", Problem("invalid_followup", f"not the JSON asked for: {reason}")
         text = str(reply["besked"])
     message = clean_followup(text)
-    if not message:
-        return "", Problem("invalid_followup", "empty message")
+    if (words := len(_WORD.findall(message))) < MIN_FOLLOWUP_WORDS:
+        detail = f"{words} words in {shorten(message, 40)!r}, at least {MIN_FOLLOWUP_WORDS} needed"
+        return "", Problem("empty_followup", detail)
+    if label := speaker_label(message):
+        return "", Problem("speaker_label", f"holds {label!r}: another speaker's turn")
     if len(message) > MAX_FOLLOWUP_CHARS:
         detail = f"{len(message)} characters, more than {MAX_FOLLOWUP_CHARS}"
         return "", Problem("invalid_followup", detail)
@@ -154,13 +162,22 @@ def _repeated(message: str, earlier: Sequence[str]) -> str | None:
     return None
 
 
+def speaker_label(text: str) -> str | None:
+    """A transcript's speaker label (``Bruger:``) inside ``text``, if there is one."""
+    found = _SPEAKER_LABEL.search(text)
+    return found.group().strip() if found else None
+
+
 def answer_problem(result: Result) -> Problem | None:
-    """Why an assistant answer cannot end a turn: cut off, empty or a refusal; else None."""
+    """Why an assistant answer cannot end a turn: cut off, empty, holding another speaker's
+    turn or a refusal; else None."""
     if problem := _unfinished(result, "truncated"):
         return problem
     text = result.text.strip()
     if not text:
         return Problem("empty_answer", "empty answer")
+    if label := speaker_label(text):
+        return Problem("speaker_label", f"holds {label!r}: another speaker's turn")
     if phrase := refusal_phrase(text):
         return Problem("refusal", f"short answer with {phrase!r}")
     return None
@@ -194,9 +211,9 @@ class FollowupStage(Stage):
     Every input gives exactly one record with the same id: ``messages`` holds the whole
     conversation, and the provenance step's note says ``turns=k/n`` and its seed is that of
     the last answer added. Rejections feed the funnel: one per failed try
-    (``invalid_followup``, ``repeated_followup``, ``prompt_too_long``, ``truncated``,
-    ``empty_answer``, ``refusal``) and one ``stopped_early`` per conversation that ended
-    because a turn failed twice.
+    (``invalid_followup``, ``empty_followup``, ``repeated_followup``, ``speaker_label``,
+    ``prompt_too_long``, ``truncated``, ``empty_answer``, ``refusal``) and one
+    ``stopped_early`` per conversation that ended because a turn failed twice.
     """
 
     name = "followups"
