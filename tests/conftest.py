@@ -11,6 +11,7 @@ import pytest
 from laerebogen.config import Config, load_config
 from laerebogen.engine import Engine
 from laerebogen.tiny_model import build_tiny_model
+from tests.prepared_models import PreparedModels
 
 pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
 
@@ -19,6 +20,12 @@ pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama built once per session (about 5 s)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", progress=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def prepared_models(tmp_path_factory: pytest.TempPathFactory) -> PreparedModels:
+    """The local models (Gemma 3 270M, SmolLM2), each prepared at most once per session."""
+    return PreparedModels(tmp_path_factory.mktemp("prepared-models"))
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from laerebogen.config import DEFAULT_MODEL_DIR
 from laerebogen.model_files import is_built
-from laerebogen.model_prepare import PREPARABLE
+from laerebogen.model_prepare import PREPARABLE, prepare_model
 
 
 def missing_sources(*names: str) -> list[str]:
@@ -17,12 +19,32 @@ def missing_sources(*names: str) -> list[str]:
     return [module for module in modules if importlib.util.find_spec(module) is None]
 
 
-def link_prepared(name: str, model_dir: Path) -> bool:
-    """Link model ``name`` from the user's model directory into ``model_dir`` when it is
-    built there (read only: a built model is never written again); False when it is not."""
-    prepared = Path(DEFAULT_MODEL_DIR).expanduser() / name
-    if not is_built(prepared):
-        return False
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / name).symlink_to(prepared, target_is_directory=True)
-    return True
+class PreparedModels:
+    """Local models prepared at most once per test session (30-90 s each on 2 cores).
+
+    A model the user's model directory holds is used from there (read only: a built model is
+    never written again); any other is prepared into the session's own ``root``. A test whose
+    model's source package is missing is skipped.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        """The directory of prepared model ``name``."""
+        user = Path(DEFAULT_MODEL_DIR).expanduser() / name
+        if is_built(user):
+            return user
+        own = self.root / name
+        if not is_built(own):
+            if missing := missing_sources(name):
+                pytest.skip(f"not installed (the cpu extra): {', '.join(missing)}")
+            prepare_model(name, self.root, progress=lambda _: None)
+        return own
+
+    def link(self, name: str, model_dir: Path) -> Path:
+        """Link model ``name`` into ``model_dir``, as a run's ``model_dir`` expects it."""
+        model_dir.mkdir(parents=True, exist_ok=True)
+        link = model_dir / name
+        link.symlink_to(self.path(name), target_is_directory=True)
+        return link

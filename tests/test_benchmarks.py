@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.prepared_models import link_prepared, missing_sources
+from tests.prepared_models import PreparedModels
 from tests.slurm_cluster import require_slurm
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -65,28 +65,24 @@ def test_every_benchmark_has_a_small_run() -> None:
     assert sorted(SMALL_RUNS) == sorted(path.name for path in BENCHMARKS.glob("*.py"))
 
 
-def local_model_dir(tmp_path: Path) -> Path:
-    """A model directory for the benchmarks on the local models.
-
-    Models the user's cache holds already are linked (read only: a built model is never
-    written again); the benchmark prepares the others into the test's own directory.
-    """
-    if missing := missing_sources(*LOCAL_MODELS):
-        pytest.skip(f"not installed (the cpu extra): {', '.join(missing)}")
+def local_model_dir(tmp_path: Path, models: PreparedModels) -> Path:
+    """A model directory for the benchmarks on the local models, linked from the session's."""
     model_dir = tmp_path / "models"
-    model_dir.mkdir()
     for name in LOCAL_MODELS:
-        link_prepared(name, model_dir)
+        models.link(name, model_dir)
     return model_dir
 
 
 @pytest.mark.parametrize("script", sorted(SMALL_RUNS))
-def test_benchmark_runs_and_reports(script: str, tmp_path: Path) -> None:
+def test_benchmark_runs_and_reports(
+    script: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     arguments, keys = SMALL_RUNS[script]
     if script == "stage_overhead.py":
         require_slurm()
     if script in MODEL_BENCHMARKS:
-        arguments = [*arguments, "--model-dir", str(local_model_dir(tmp_path))]
+        models = local_model_dir(tmp_path, request.getfixturevalue("prepared_models"))
+        arguments = [*arguments, "--model-dir", str(models)]
     finished = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
         cwd=tmp_path,

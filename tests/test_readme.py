@@ -20,13 +20,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from tests.prepared_models import link_prepared, missing_sources
+from tests.prepared_models import PreparedModels, missing_sources
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -209,9 +208,10 @@ def local_model_available() -> bool:
 class Sandbox:
     """A temporary directory the README's commands take for the repository's root."""
 
-    def __init__(self, root: Path, home: Path) -> None:
+    def __init__(self, root: Path, home: Path, models: PreparedModels) -> None:
         self.root = root
         self.home = home
+        self.models = models
         self.env = {key: value for key, value in os.environ.items() if key not in CACHE_VARIABLES}
         self.env["HOME"] = str(home)
         self.ran: set[int] = set()
@@ -221,18 +221,13 @@ class Sandbox:
         return self.home / name[2:] if name.startswith("~/") else self.root / name
 
     def prepare_local_model(self) -> None:
-        """What `make dataset` does on first use: the local model into ~/.cache (about 35 s).
-
-        One the real home holds already is linked instead (read only: a prepared model is
-        never written again).
-        """
+        """What `make dataset` does on first use: the local model into ~/.cache, here linked
+        from the session's prepared models (test_model_prepare tests the preparation)."""
         if self.local_model:
             return
         if not local_model_available():
             pytest.skip(f"{', '.join(missing_sources(LOCAL_MODEL))} (the cpu extra) is missing")
-        if not link_prepared(LOCAL_MODEL, self.home / ".cache" / "laerebogen" / "models"):
-            prepare = [sys.executable, "-m", "laerebogen", "model", "prepare", LOCAL_MODEL]
-            subprocess.run(prepare, cwd=self.root, env=self.env, check=True, timeout=600)
+        self.models.link(LOCAL_MODEL, self.home / ".cache" / "laerebogen" / "models")
         self.local_model = True
 
     def run(self, index: int) -> tuple[int, str, str]:
@@ -266,7 +261,9 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, reference_run: Path) -> Sandbox:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, reference_run: Path, prepared_models: PreparedModels
+) -> Sandbox:
     base = tmp_path_factory.mktemp("readme")
     root = base / "clone"
     root.mkdir()
@@ -277,7 +274,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, reference_run: Path) -> Sa
     shutil.copytree(reference_run, root / "runs" / "local", symlinks=True)
     home = base / "home"
     home.mkdir()
-    return Sandbox(root, home)
+    return Sandbox(root, home, prepared_models)
 
 
 def test_readme_has_commands() -> None:
