@@ -102,8 +102,10 @@ def test_local_executor_gives_the_same_dataset_as_the_debug_one(
         assert merge[0]["job_id"].startswith("pid-")
 
 
+# One round of base generation in one shard, and nothing after it but the export.
 GENERATION_ONLY = (
     "generation.first_round_prompts=1",
+    "generation.max_rounds=1",
     "evolution.generations=0",
     "followups.turns=0",
     "grammar.enabled=false",

@@ -190,8 +190,7 @@ def test_array_tasks_run_through_the_container_command(
     )
     stand_in.chmod(0o755)
     overrides = [
-        *recipe_overrides, *GENERATION_ONLY, "generation.max_rounds=1",
-        f"container.image={str(image)!r}",
+        *recipe_overrides, *GENERATION_ONLY, f"container.image={str(image)!r}",
     ]  # fmt: skip
     environment = {**os.environ, "PATH": f"{stand_in.parent}:{os.environ['PATH']}"}
     command = [
