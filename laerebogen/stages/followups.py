@@ -141,8 +141,8 @@ def read_followup(
     if (words := len(_WORD.findall(message))) < MIN_FOLLOWUP_WORDS:
         detail = f"{words} words in {shorten(message, 40)!r}, at least {MIN_FOLLOWUP_WORDS} needed"
         return "", Problem("empty_followup", detail)
-    if label := speaker_label(message):
-        return "", Problem("speaker_label", f"holds {label!r}: another speaker's turn")
+    if problem := speaker_problem(message):
+        return "", problem
     if len(message) > MAX_FOLLOWUP_CHARS:
         detail = f"{len(message)} characters, more than {MAX_FOLLOWUP_CHARS}"
         return "", Problem("invalid_followup", detail)
@@ -162,10 +162,11 @@ def _repeated(message: str, earlier: Sequence[str]) -> str | None:
     return None
 
 
-def speaker_label(text: str) -> str | None:
-    """A transcript's speaker label (``Bruger:``) inside ``text``, if there is one."""
-    found = _SPEAKER_LABEL.search(text)
-    return found.group().strip() if found else None
+def speaker_problem(text: str) -> Problem | None:
+    """A transcript's speaker label (``Bruger:``) inside ``text``: another speaker's turn."""
+    if found := _SPEAKER_LABEL.search(text):
+        return Problem("speaker_label", f"holds {found.group().strip()!r}: another speaker's turn")
+    return None
 
 
 def answer_problem(result: Result) -> Problem | None:
@@ -176,8 +177,8 @@ def answer_problem(result: Result) -> Problem | None:
     text = result.text.strip()
     if not text:
         return Problem("empty_answer", "empty answer")
-    if label := speaker_label(text):
-        return Problem("speaker_label", f"holds {label!r}: another speaker's turn")
+    if problem := speaker_problem(text):
+        return problem
     if phrase := refusal_phrase(text):
         return Problem("refusal", f"short answer with {phrase!r}")
     return None
