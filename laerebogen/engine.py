@@ -136,6 +136,12 @@ class Engine:
             # prefill is split over steps: the engine dies with "CPU Generator does not
             # use offset". Whole-prompt prefill avoids the rewind.
             options["enable_chunked_prefill"] = False
+            if model.tensor_parallel_size == 1:
+                # The engine core and its one worker run in this process instead of two
+                # spawned ones that import torch and vLLM again: start-up 21 instead of 49 s
+                # (Gemma 3 270M, 2 cores) at the same tokens/s. On GPUs the separate core
+                # process overlaps scheduling with the model's work, so it stays there.
+                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if model.max_num_batched_tokens:
             options["max_num_batched_tokens"] = model.max_num_batched_tokens
         self._llm = LLM(
@@ -156,7 +162,7 @@ class Engine:
         return self._llm
 
     def close(self) -> None:
-        """Stop vLLM's engine process and free its memory."""
+        """Stop vLLM's engine (and its processes, where it has any) and free its memory."""
         if self._llm is None:
             return
         self._llm.llm_engine.engine_core.shutdown()

@@ -252,6 +252,14 @@ def test_prefix_caching_is_on_for_shared_few_shot_prefixes(tiny_engine: Engine) 
     assert tiny_engine.load().llm_engine.vllm_config.cache_config.enable_prefix_caching
 
 
+def test_on_cpu_the_engine_runs_in_this_process(tiny_engine: Engine) -> None:
+    """Spawned engine processes would import torch and vLLM again: 28 of 49 s of start-up."""
+    tiny_engine.load()
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+    assert not [command for command in commands if b"python" in command], commands
+
+
 def test_a_large_seeded_batch_of_long_prompts_runs(
     tiny_engine: Engine, tiny_config: Config
 ) -> None:

@@ -166,10 +166,13 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 300) -> 
 
 
 def test_local_jobs_leave_no_engine_processes_behind(
-    tmp_path: Path, recipe_overrides: list[str]
+    tmp_path: Path, recipe_overrides: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job killed outright has its orphans (vLLM's engine processes) ended when it is reaped;
     an interrupted driver stops its running jobs, which keep their committed chunks."""
+    # On CPUs the engine runs inside the job; GPU jobs run vLLM's engine core in processes of
+    # its own, and those are the orphans a killed job leaves.
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     overrides = [
         *recipe_overrides,
         "generation.first_round_prompts=40",
