@@ -21,6 +21,7 @@ from laerebogen.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.plan import later_steps
 from laerebogen.records import Message
 from laerebogen.report import DatasetStats
+from laerebogen.status import StepStatus
 
 CARD_FILE = "README.md"
 GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
@@ -125,6 +126,72 @@ def _sampling_rows(config: Config) -> list[list[object]]:
         ]
         for stage, what, role, s in requests
     ]
+
+
+def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
+    """The recipe's steps as this run did them: counts from its steps, not the config's
+    intent (a step that did not run says so)."""
+    steps: dict[str, list[StepStatus]] = {}
+    for step in stats.steps:
+        steps.setdefault(step.stage, []).append(step)
+    generation = steps.get("generation", [])
+    prompts = sum(step.records_in for step in generation)
+    parsed = sum(step.records_out for step in generation)
+    kept = sum(step.kept or 0 for step in generation)
+    capped = max(0, kept - config.generation.target)
+    rounds = len(generation)
+    lines = [
+        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
+        "input, output).",
+        f"2. **Base generation**: {prompts} few-shot prompts of "
+        f"{config.generation.seeds_per_prompt} random seeds in {rounds} "
+        f"round{'s' if rounds != 1 else ''} asked the pretrained model for up to "
+        f"{config.generation.tasks_per_prompt} new tasks each; {parsed} were parsed and {kept} "
+        f"kept after screening and deduplication (target {config.generation.target}"
+        + (f"; {capped} left out by the target" if capped else "")
+        + ").",
+    ]
+    for number, (stage, what) in enumerate(
+        (("grammar", "Grammar correction"), ("quality", "Quality improvement")), start=3
+    ):
+        done = steps.get(stage, [])
+        lines.append(
+            f"{number}. **{what}** by the instruction-tuned model: "
+            + (
+                f"{done[0].records_in} records, {sum(done[0].rejected.values())} of its "
+                "replies rejected (the record then stays as it was)."
+                if done
+                else "not run."
+            )
+        )
+    evolution = steps.get("evolution", [])
+    lines.append(
+        "5. **Evol-Instruct**: "
+        + (
+            f"{len(evolution)} generations of in-depth and in-breadth evolution; kept per "
+            "generation: "
+            + ", ".join(f"{s.step} {s.kept or 0} of {s.records_in}" for s in evolution)
+            + "; all generations are kept and shuffled together."
+            if evolution
+            else "not run."
+        )
+    )
+    added = {int(turns) - 1: count for turns, count in stats.turns.items()}
+    lines.append(
+        "6. **Follow-ups**: "
+        + (
+            f"up to {config.followups.turns} more user turns and answers per conversation; "
+            "conversations by turns added: "
+            + ", ".join(
+                f"{turns} turn{'s' if turns != 1 else ''}: {count}"
+                for turns, count in sorted(added.items(), reverse=True)
+            )
+            + "."
+            if "followups" in steps
+            else "not run."
+        )
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _funnel(stats: DatasetStats) -> str:
@@ -246,20 +313,7 @@ def render_card(
         + "\n",
         f"![Words per message]({plot['lengths']})\n",
         "## How it was made\n",
-        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
-        "input, output).\n"
-        "2. **Base generation**: few-shot prompts of "
-        f"{config.generation.seeds_per_prompt} random seeds ask the pretrained model for up to "
-        f"{config.generation.tasks_per_prompt} new tasks, in rounds until "
-        f"{config.generation.target} are kept; replies are parsed, screened (below) and "
-        "deduplicated.\n"
-        "3. **Grammar correction** and 4. **quality improvement** by the instruction-tuned "
-        "model.\n"
-        f"5. **Evol-Instruct**: {config.evolution.generations} generations of in-depth and "
-        "in-breadth evolution; failed evolutions are eliminated, all generations are kept "
-        "and shuffled together.\n"
-        f"6. **Follow-ups**: {config.followups.turns} more user turns and answers per "
-        "conversation.\n",
+        _how_it_was_made(stats, config),
         "After every step a merge job screens the records again and removes near-duplicates: "
         "ROUGE-L of the instruction above "
         f"{config.filters.rouge_threshold} against every record kept before "
@@ -305,8 +359,9 @@ def render_card(
         "## Compute\n",
         f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
         f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "
-        f"{total.wall_seconds / 3600:.2f} h ({total.gpu_hours:.2f} GPU-hours), "
-        f"{total.failed_attempts} retried jobs.\n",
+        f"{total.wall_seconds / 3600:.2f} h "
+        + (f"({total.gpu_hours:.2f} GPU-hours), " if total.gpu_hours else "on CPUs (no GPUs), ")
+        + f"{total.failed_attempts} retried jobs.\n",
         "## Limitations\n",
         "- Every answer is written by a language model and has not been checked by people: "
         "it can state wrong facts, reason badly or follow the instruction only in part.\n"

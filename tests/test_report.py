@@ -169,6 +169,13 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
     assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 |" in card
     assert "| followups | 4 | 0 | - | - | 6 |" in card
     assert "2 near-duplicates and 0 duplicate ids removed" in card
+    # How it was made: what this run did, step by step, not what the recipe intends.
+    assert "prompts of 3 random seeds in 1 round asked the pretrained model" in card
+    assert "4 kept after screening and deduplication (target 24)." in card
+    assert "3. **Grammar correction** by the instruction-tuned model: not run." in card
+    assert "5. **Evol-Instruct**: not run." in card
+    assert "per conversation; conversations by turns added: 1 turn: 4, 0 turns: 2." in card
+    assert "on CPUs (no GPUs)" in card and "GPU-hours" not in card
     # Models and sampling per kind of request (the tiny config: follow-ups only, one model).
     assert "| followups | answers | `tiny` | 1.0 | 1.0 | 0.0 | 1.0 | 64 |" in card
     assert "| grammar |" not in card  # disabled in this recipe
