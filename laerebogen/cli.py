@@ -8,6 +8,7 @@ command that takes a config.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ import fire
 import msgspec
 
 from laerebogen import __version__
+from laerebogen.command_line import check_command_line
 from laerebogen.config import DEFAULT_MODEL_DIR, dump_config, load_config, packaged_names
 from laerebogen.errors import LaerebogenError
 from laerebogen.store import ShardPaths, load_manifest, read_record_file
@@ -363,6 +365,8 @@ class Cli:
         from laerebogen.driver import run_dataset
         from laerebogen.smoke import SMOKE_RECORDS
 
+        _exit_on_sigterm()  # the driver then stops its local jobs as on Ctrl-C
+
         resolved = load_config(config, _overrides(set))
         run_dir = Path(run) if run else Path("runs") / (resolved.name or "run")
         if executor is not None and executor not in ("slurm", "local", "debug"):
@@ -409,15 +413,31 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, leave)
 
 
+def _show_help(cli: Cli, command: list[str]) -> None:
+    """Fire's help on stdout (so that ``laerebogen --help | less`` works), without the line
+    fire starts it with to say how it was asked for."""
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(text), contextlib.redirect_stdout(text):
+            fire.Fire(cli, command=command, name="laerebogen")
+    finally:  # fire ends its help with SystemExit(0)
+        lines = text.getvalue().splitlines(keepends=True)
+        if lines and lines[0].startswith("INFO: Showing help"):
+            lines = lines[2:] if len(lines) > 1 and not lines[1].strip() else lines[1:]
+        sys.stdout.write("".join(lines))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m laerebogen``."""
     args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         command = _gather_overrides(args)
-        wants_help = not command or "--help" in command or "-h" in command
-        # fire writes help to stderr; users expect `laerebogen --help | less` to work
-        with contextlib.redirect_stderr(sys.stdout) if wants_help else contextlib.nullcontext():
-            fire.Fire(Cli(), command=command, name="laerebogen")
+        cli = Cli()
+        check_command_line(cli, command)
+        if not command or "--help" in command or "-h" in command:
+            _show_help(cli, command)
+        else:
+            fire.Fire(cli, command=command, name="laerebogen")
     except LaerebogenError as error:
         if debug:
             raise

@@ -39,8 +39,8 @@ from laerebogen.plan import (
     read_plan,
     stages_to_run,
 )
-from laerebogen.run import start_run
-from laerebogen.seeds import SEED_STAGE, load_seeds, seed_examples
+from laerebogen.run import refuse_another_recipe, start_run
+from laerebogen.seeds import SEED_STAGE, SeedTask, load_seeds, seed_examples
 from laerebogen.store import RunStore
 
 LOG_TAIL_LINES = 3
@@ -53,11 +53,12 @@ class RunFailedError(LaerebogenError):
     """Jobs of a step failed more often than the retry budget allows."""
 
 
-def import_seeds(store: RunStore, seed_file: Path) -> str:
+def import_seeds(store: RunStore, seed_file: Path, tasks: list[SeedTask] | None = None) -> str:
     """Keep a copy of the seed tasks in the run (once); returns what happened."""
     if store.is_done(SEED_STAGE, 0):
         return f"seeds: done already ({store.manifest(SEED_STAGE, 0).outputs} records)"
-    tasks = load_seeds(seed_file)
+    if tasks is None:
+        tasks = load_seeds(seed_file)
     with store.open_shard(SEED_STAGE, 0) as writer:
         writer.write_chunk(list(seed_examples(tasks)), consumed=[task.id for task in tasks])
         manifest = writer.finish()
@@ -271,6 +272,21 @@ def _tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
+def _drive(config: Config, store: RunStore, launcher: Launcher, out: TextIO) -> int:
+    """Run the driver; when Ctrl-C or SIGTERM stops it, say what became of the jobs."""
+    try:
+        driver = Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds)
+        return driver.run()
+    except (KeyboardInterrupt, SystemExit):
+        out.write(
+            f"\n{launcher.close()}; run the same command again to continue (finished shards "
+            "and committed chunks are kept)\n"
+        )
+        raise
+    finally:
+        launcher.close()
+
+
 def run_dataset(
     config: Config,
     run_dir: Path,
@@ -292,25 +308,28 @@ def run_dataset(
     full = config
     if smoke:
         config, run_dir = smoke_config(config, smoke), smoke_dir(run_dir)
-    store = start_run(config, run_dir)
     name = executor or config.launch.executor
     out.write(
         f"laerebogen {__version__}: run directory {run_dir} (config {config.name or 'custom'}, "
         f"executor {name})\n"
     )
-    out.write(import_seeds(store, config.seed_path()) + "\n")
-    # Every model the remaining steps load is there before a job is submitted.
+    # What can stop the run (another recipe in the directory, a bad seed file, a model that
+    # cannot be had) stops it before it writes anything, so that running again with the
+    # config fixed is not refused as "another configuration".
+    store = RunStore(run_dir)
+    refuse_another_recipe(store, config)
+    seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
     roles = [build_stage(stage, config).role for stage in stages_to_run(store, config)]
     ensure_models(map(config.model_path, roles), progress=lambda line: out.write(line + "\n"))
-    launcher = make_launcher(name, config, run_dir)
-    try:
-        driver = Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds)
-        ran = driver.run()
-    finally:
-        launcher.close()
-    if not ran:
-        out.write("every step was done already: the run is finished; writing its files again\n")
-    published = publish(store, config)
+    with store.driver_lock() as locked:
+        if not locked:
+            out.write(f"{run_dir}: the file system has no locks: run one driver at a time\n")
+        start_run(config, run_dir)
+        out.write(import_seeds(store, config.seed_path(), seeds) + "\n")
+        ran = _drive(config, store, make_launcher(name, config, run_dir), out)
+        if not ran:
+            out.write("every step was done already: the run is finished; writing its files again\n")
+        published = publish(store, config)
     out.write(describe(published) + "\n")
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     out.write(f"{run_dir}: {ran} steps run in {minutes} min {seconds} s\n")

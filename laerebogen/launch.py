@@ -134,8 +134,10 @@ class Launcher(ABC):
         """How many more tasks may be submitted now."""
         return sys.maxsize
 
-    def close(self) -> None:  # noqa: B027 (most launchers hold nothing)
-        """Release what the launcher holds (engines, process handles)."""
+    def close(self) -> str:
+        """Release what the launcher holds (engines, process handles); says what became of
+        the jobs still running (what an interrupted driver reports)."""
+        return "jobs already submitted keep running and the rerun adopts them"
 
 
 # ---------------------------------------------------------------- debug
@@ -162,8 +164,9 @@ class DebugLauncher(Launcher):
     def states(self, submissions: Sequence[Submission]) -> dict[str, JobState]:
         return {submission.job_id: JobState(False, "ran in process") for submission in submissions}
 
-    def close(self) -> None:
+    def close(self) -> str:
         self.engines.close()
+        return "the debug executor stopped with the driver; nothing is left running"
 
 
 # ---------------------------------------------------------------- local
@@ -221,6 +224,7 @@ class LocalLauncher(Launcher):
             )
         self.running: dict[str, tuple[subprocess.Popen[bytes], list[str], IO[bytes]]] = {}
         self.exit_codes: dict[str, int] = {}
+        self.labels: dict[str, str] = {}  # job id -> what the job runs, for reports
 
     def _free_gpus(self) -> list[str] | None:
         if not self.gpu_groups:
@@ -257,6 +261,7 @@ class LocalLauncher(Launcher):
             )
             job_id = f"pid-{process.pid}"
             self.running[job_id] = (process, gpus or [], handle)
+            self.labels[job_id] = task.label
             submissions.append(task.submitted(job_id, str(log), session))
         return submissions
 
@@ -292,10 +297,13 @@ class LocalLauncher(Launcher):
             return ["merge", "--run", str(self.run_dir)]
         return ["shard", "--run", str(self.run_dir), "--index", str(submission.index)]
 
-    def close(self) -> None:
+    def close(self) -> str:
         """Stop the jobs still running (the driver was interrupted): each gets SIGTERM, which
         ends it like an exception would, keeping its committed chunks; what is left of a job
         after :data:`STOP_SECONDS` is killed."""
+        stopped = [
+            self.labels[job_id] for job_id, (p, _, _) in self.running.items() if p.poll() is None
+        ]
         for process, _, _ in self.running.values():
             if process.poll() is None:
                 process.terminate()
@@ -309,6 +317,9 @@ class LocalLauncher(Launcher):
             _end_group(process.pid, signal.SIGKILL)
             handle.close()
         self.running.clear()
+        if not stopped:
+            return "no local job was running"
+        return f"stopped {len(stopped)} local job(s): {', '.join(stopped)}"
 
 
 # ---------------------------------------------------------------- slurm

@@ -23,6 +23,7 @@ from laerebogen.records import Example, Provenance, Step, record_id
 
 SEED_STAGE = "seeds"
 UNCATEGORISED = "(none)"
+SEED_SHAPE = '{"id", "instruction", "instances": [{"input", "output"}]}'
 
 
 class SeedError(LaerebogenError):
@@ -79,10 +80,12 @@ def _check_task(task: SeedTask) -> str | None:
 
 
 def load_seeds(path: str | Path) -> list[SeedTask]:
-    """Read and validate a seed file; any problem is a SeedError naming ``file:line``."""
+    """Read and validate a seed file; every bad line is named in one SeedError, as
+    ``file:line: what is wrong``, so that one pass fixes them all."""
     path = Path(path)
     decoder = msgspec.json.Decoder(SeedTask)
     tasks: list[SeedTask] = []
+    problems: list[str] = []
     first_line_of: dict[str, int] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -96,22 +99,37 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
         try:
             task = decoder.decode(line)
         except msgspec.DecodeError as error:
-            raise SeedError(f"{path}:{number}: {_describe(error)}") from None
+            problems.append(f"{path}:{number}: {_describe(error)}")
+            continue
         problem = _check_task(task)
-        if problem:
-            raise SeedError(f"{path}:{number}: {problem}")
         if task.id in first_line_of:
-            first = first_line_of[task.id]
-            raise SeedError(f"{path}:{number}: duplicate id {task.id!r} (first on line {first})")
+            problem = f"duplicate id {task.id!r} (first on line {first_line_of[task.id]})"
+        if problem:
+            problems.append(f"{path}:{number}: {problem}")
+            continue
         first_line_of[task.id] = number
         tasks.append(task)
+    if problems:
+        raise SeedError(
+            f"{path}: {len(problems)} bad line(s); each line is one task, a JSON object "
+            f"{SEED_SHAPE}\n" + "\n".join(problems)
+        )
     if not tasks:
         raise SeedError(f"{path}: no seed tasks")
     return tasks
 
 
 def _describe(error: msgspec.DecodeError) -> str:
+    """msgspec's message in a seed file's terms: where, and what was expected."""
     message = str(error).replace("`", "")
+    if message.startswith("Input data was truncated"):
+        return "the JSON object does not end on this line (one task per line, no line breaks)"
+    if message.startswith("JSON is malformed"):
+        where = message.rpartition("(")[2].rstrip(")")
+        return f"not valid JSON ({where}): expected one JSON object per line"
+    if message.startswith("Object missing required field"):
+        field = message.rpartition(" ")[2]
+        return f"no {field!r}: a task needs id, instruction and instances"
     return message.replace(" - at $.", " at ").replace(" - at $", "")
 
 

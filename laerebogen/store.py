@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import os
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -480,6 +481,10 @@ class ShardWriter:
 # ---------------------------------------------------------------- the run directory
 
 
+# The file a run's driver holds its lock on (see :meth:`RunStore.driver_lock`).
+DRIVER_LOCK = "driver.lock"
+
+
 class RunStore:
     """Owns a run directory: where every shard, manifest and run-level file lives."""
 
@@ -656,6 +661,42 @@ class RunStore:
             return msgspec.json.decode(raw, type=kind)
         except msgspec.DecodeError as error:
             raise StoreError(f"{self.root / relative}: unreadable state ({error})") from None
+
+    @contextlib.contextmanager
+    def driver_lock(self) -> Iterator[bool]:
+        """Hold the run's driver lock for the block; yields False where the file system has no
+        locks. Another holder is a StoreError naming its host, pid and start.
+
+        A POSIX record lock (``fcntl.lockf``): the kernel drops it when its process ends,
+        however it ends, so a killed driver never leaves a stale lock; and unlike ``flock``
+        it is honoured across the nodes of NFS (v4, or v3 with lockd) and of Lustre mounted
+        with ``flock``, where runs of a cluster live.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / DRIVER_LOCK
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+                raise StoreError(
+                    f"{self.root}: another driver is running this run "
+                    f"({holder or 'holder unknown'}); let it finish or stop it first"
+                ) from None
+            except OSError:  # e.g. Lustre mounted without flock: ENOSYS/ENOLCK
+                yield False
+                return
+            since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            holder = f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n"
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, holder.encode(), 0)
+            try:
+                yield True
+            finally:
+                os.ftruncate(descriptor, 0)
+        finally:
+            os.close(descriptor)  # releases the lock
 
     def read_text(self, relative: str) -> str | None:
         """A run-level text file, or None when it does not exist."""

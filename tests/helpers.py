@@ -1,6 +1,10 @@
-"""Record factories shared by the tests."""
+"""Record factories and other helpers shared by the tests."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 from laerebogen.records import Example, Message, Provenance, Rejection, Step, record_id
 
@@ -39,3 +43,17 @@ def make_example(index: int, *, stage: str = "generation", followups: bool = Fal
 def make_rejection(index: int, reason: str = "not_danish") -> Rejection:
     """A rejection with its parsed candidate."""
     return Rejection(reason=reason, source_id=f"input-{index}", record=make_example(10_000 + index))
+
+
+def hold_driver_lock(run: Path) -> subprocess.Popen[str]:
+    """Another process that takes the run's driver lock and keeps it until it is killed."""
+    code = (
+        "import sys, time\nfrom laerebogen.store import RunStore\n"
+        "with RunStore(sys.argv[1]).driver_lock():\n    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder

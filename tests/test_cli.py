@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from laerebogen.config import load_config
+from laerebogen.run import start_run
 from laerebogen.store import RunStore
 from tests.test_store import write_shard
 
@@ -56,6 +58,19 @@ def test_user_errors_are_one_line_without_traceback_unless_debug(tmp_path: Path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
 
 
+def test_a_mistyped_flag_runs_nothing_and_help_has_no_banner(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    typo = cli("dataset", "--config", "tiny", "--run", str(run), "--executer", "debug")
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert typo.stderr == (
+        "laerebogen: error: dataset: unknown flag --executer: did you mean --executor?\n"
+    )
+    assert not run.exists()
+    help_page = cli("dataset", "--help")
+    assert help_page.returncode == 0 and help_page.stderr == ""
+    assert help_page.stdout.startswith("NAME\n    laerebogen dataset - Run the whole recipe")
+
+
 def test_inspect_prints_json_lines_with_limit(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     write_shard(store, "generation", 0, 12)
@@ -99,19 +114,24 @@ def test_dataset_saves_the_config_and_refuses_another_recipe_for_the_same_run(
     first = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", *missing)
     assert first.returncode == 2
     assert f"{models / 'my-base'} not found" in first.stderr and "Traceback" not in first.stderr
+    assert not run.exists()  # stopped before writing: the fixed command is no other recipe
+    overrides = [value.removeprefix("--set=") for value in missing]
+    start_run(load_config("tiny", overrides), run)
     assert tomllib.loads((run / "config.toml").read_text())["name"] == "tiny"
-    assert "seeds: imported 176 records from 176 tasks" in first.stderr
-    assert RunStore(run).manifest("seeds", 0).outputs == 176
     moved = cli(
         "dataset", "--config", "tiny", "--run", str(run), "--executor", "debug", *missing,
         "--set", "slurm.partition='gpu'", "--set", "launch.max_retries=5",
     )  # fmt: skip
-    assert "seeds: done already (176 records)" in moved.stderr
-    assert "another configuration" not in moved.stderr
+    assert "another configuration" not in moved.stderr and "not found" in moved.stderr
     other = cli(
         "dataset", "--config", "tiny", "--run", str(run), *missing, "--set", "seed=99"
     )  # fmt: skip
-    assert other.returncode == 2 and "another configuration" in other.stderr
+    assert other.returncode == 2 and "another configuration (seed: 7 -> 99); " in other.stderr
+    assert f"continue it with --config {run / 'config.toml'}, or start a new --run" in other.stderr
+    fresh = tmp_path / "fresh"
+    bad_seeds = cli("dataset", "--config", "tiny", "--run", str(fresh), "--set=seed_file='/no'")
+    assert bad_seeds.returncode == 2 and "/no: no such seed file" in bad_seeds.stderr
+    assert not fresh.exists()  # nothing to refuse when the fixed config runs
     wrong = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "cloud")
     assert wrong.returncode == 2 and "--executor must be slurm, local or debug" in wrong.stderr
 

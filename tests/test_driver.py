@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +22,7 @@ from laerebogen.driver import RunFailedError, run_dataset
 from laerebogen.plan import read_merge
 from laerebogen.records import Example
 from laerebogen.store import RunStore
+from tests.helpers import hold_driver_lock
 from tests.recipe_checks import (
     MERGE,
     check_no_record_lost_or_duplicated,
@@ -26,6 +31,7 @@ from tests.recipe_checks import (
     steps_of,
     submissions,
 )
+from tests.test_cli import CONSOLE_SCRIPT, cli
 
 RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups"]
 
@@ -195,3 +201,45 @@ def test_a_missing_model_stops_the_run_before_any_job_is_submitted(tmp_path: Pat
     # The tiny base model was built first; nothing was planned or submitted.
     assert (tmp_path / "tiny" / "config.json").is_file()
     assert not list(run.glob("*/jobs.json")) and not (run / "generation-01").exists()
+
+
+def test_a_second_driver_is_refused_before_it_writes(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    run = tmp_path / "run"
+    holder = hold_driver_lock(run)
+    try:
+        sets = [f"--set={override}" for override in recipe_overrides]
+        second = cli("dataset", "--config", "tiny", "--run", str(run), *sets)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert second.returncode == 2
+    assert f"another driver is running this run (host {os.uname().nodename}, pid " in second.stderr
+    assert not (run / "config.toml").exists()
+
+
+def test_sigterm_stops_the_drivers_local_jobs_and_says_so(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    """What `timeout`, a batch system or a closed terminal do to a driver: no job is left."""
+    run = tmp_path / "run"
+    sets = [f"--set={override}" for override in [*recipe_overrides, *GENERATION_ONLY]]
+    command = [CONSOLE_SCRIPT, "dataset", "--config", "tiny", "--run", str(run), *sets]
+    driver = subprocess.Popen([*command, "--executor", "local"], stderr=subprocess.PIPE, text=True)
+    jobs = run / "generation-01" / "jobs.json"
+    deadline = time.monotonic() + 120
+    while not (jobs.exists() and json.loads(jobs.read_text())["submissions"]):
+        assert time.monotonic() < deadline and driver.poll() is None, "no job was submitted"
+        time.sleep(0.2)
+    pids = [
+        int(s["job_id"].removeprefix("pid-")) for s in json.loads(jobs.read_text())["submissions"]
+    ]
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 128 + signal.SIGTERM
+    assert re.search(r"stopped \d local job\(s\): generation-01 shard \d", err), err[-2000:]
+    assert "run the same command again to continue" in err
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

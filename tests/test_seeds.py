@@ -141,33 +141,39 @@ def test_the_packaged_seed_file_must_name_every_category(
         SeedsCommands().check()
 
 
-@pytest.mark.parametrize(
-    ("line", "reason"),
-    [
-        ('{"id": "t2", "instruction": ', "Input data was truncated"),
-        (json.dumps(task("t2", instruction=None)), "Expected str, got null at instruction"),
-        (json.dumps({"id": "t2", "instances": []}), "missing required field instruction"),
-        (json.dumps(task("t2", instruction="  ")), "empty instruction"),
-        (json.dumps(task("t2", instances=[])), "no instances"),
-        (
-            json.dumps(task("t2", instances=[{"input": "", "output": ""}])),
-            "instance 1 has an empty output",
-        ),
-        (
-            json.dumps(task("t2", metadata={"category": "x", "has_input": True})),
-            "has_input is True",
-        ),
-        (json.dumps(task("t1")), "duplicate id 't1' (first on line 1)"),
-    ],
-)
-def test_a_malformed_line_is_one_error_with_file_and_line(
+BAD_LINES = [
+    ('{"id": "t2", "instruction": ', "the JSON object does not end on this line"),
+    ("{t2}", "not valid JSON (byte 1): expected one JSON object per line"),
+    (json.dumps(task("t2", instruction=None)), "Expected str, got null at instruction"),
+    (json.dumps({"id": "t2", "instances": []}), "no 'instruction': a task needs id, instruction"),
+    (json.dumps(task("t2", instruction="  ")), "empty instruction"),
+    (json.dumps(task("t2", instances=[])), "no instances"),
+    (json.dumps(task("t2", instances=[{"input": "", "output": ""}])), "instance 1 has an empty"),
+    (json.dumps(task("t2", metadata={"category": "x", "has_input": True})), "has_input is True"),
+    (json.dumps(task("t1")), "duplicate id 't1' (first on line 1)"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), BAD_LINES)
+def test_a_malformed_line_is_named_with_file_line_and_what_is_wrong(
     tmp_path: Path, line: str, reason: str
 ) -> None:
     path = write_lines(tmp_path, task("t1"), line)
     with pytest.raises(SeedError) as caught:
         load_seeds(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}:2: ") and reason in message and "\n" not in message
+    summary, problem = str(caught.value).split("\n")
+    assert summary.startswith(f"{path}: 1 bad line(s); each line is one task, a JSON object")
+    assert problem.startswith(f"{path}:2: ") and reason in problem
+
+
+def test_every_bad_line_is_named_at_once(tmp_path: Path) -> None:
+    path = write_lines(tmp_path, task("t1"), *(line for line, _ in BAD_LINES), task("t3"))
+    with pytest.raises(SeedError) as caught:
+        load_seeds(path)
+    problems = str(caught.value).splitlines()[1:]
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        f"{path}:{n}" for n in range(2, 2 + len(BAD_LINES))
+    ]
 
 
 def test_near_duplicates_are_found(tmp_path: Path) -> None:

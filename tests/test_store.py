@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
 from laerebogen.store import RunStore, atomic_lines, iter_file_records
-from tests.helpers import make_example, make_rejection
+from tests.helpers import hold_driver_lock, make_example, make_rejection
 
 
 def write_shard(store: RunStore, stage: str, index: int, count: int, chunk: int = 10) -> None:
@@ -331,3 +331,20 @@ def test_any_crash_state_recovers_to_a_prefix_of_committed_chunks(
             assert all(writer.is_consumed(f"in-{n}") == (n < kept) for n in range(len(chunks)))
             writer.finish()
         assert list(store.read_records("generation", 0)) == [r for c in chunks[:kept] for r in c]
+
+
+def test_one_driver_holds_a_run_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
+    holder = hold_driver_lock(tmp_path)
+    try:
+        with pytest.raises(StoreError) as refused, RunStore(tmp_path).driver_lock():
+            pass
+        message = str(refused.value)
+        assert f"another driver is running this run (host {os.uname().nodename}, " in message
+        assert f"pid {holder.pid}, since 20" in message and "\n" not in message
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunStore(tmp_path).driver_lock() as locked:  # the kernel dropped the dead one's lock
+        assert locked
+        assert f"pid {os.getpid()}" in (tmp_path / "driver.lock").read_text()
+    assert (tmp_path / "driver.lock").read_text() == ""
