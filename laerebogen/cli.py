@@ -340,6 +340,15 @@ class Cli:
         _exit_on_sigterm()
         run_shard(Path(run), stage, int(index), attempt=int(attempt))
 
+    def worker(self, run: str, report_fd: int) -> None:
+        """Run the jobs the local executor sends on stdin, keeping the model loaded between
+        them (what the local executor starts; --run names the run, for ps and adoption)."""
+        from laerebogen.local_worker import serve
+
+        del run  # each job names its run; the flag tells which run a worker belongs to
+        _exit_on_sigterm()
+        serve(int(report_fd))
+
     def merge(self, run: str, stage: str) -> None:
         """Merge a step whose shards are finished and plan the next step (the merge job)."""
         from laerebogen.merge import describe, merge_step

@@ -7,8 +7,9 @@ Three executors share one small interface, so the driver does not care where wor
   tasks run in the Apptainer image through submitit's python command. Tasks are
   checkpointable: on preemption or the time limit (submitit's USR2) they are requeued and
   resume after their last committed chunk.
-* ``local``: each job in a fresh ``laerebogen shard``/``merge`` subprocess (vLLM frees its
-  memory when it exits), ``launch.local_parallelism`` at a time, GPUs assigned round-robin.
+* ``local``: jobs in ``laerebogen worker`` subprocesses, ``launch.local_parallelism`` at a
+  time, GPUs assigned round-robin; a worker keeps its model loaded between jobs, so the steps
+  of a run that use one model start vLLM once.
 * ``debug``: in the driver's process, one job after another; exceptions propagate (no pdb),
   and one engine per model is kept across shards.
 
@@ -29,7 +30,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -205,8 +206,88 @@ def _end_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+class WorkOrder(msgspec.Struct, frozen=True):
+    """One job for a local worker: what to run, where its output goes, the id to report."""
+
+    task: Task
+    log: str
+    job_id: str
+
+
+class _Worker:
+    """A worker process of the local executor (:mod:`laerebogen.local_worker`): it runs the
+    jobs it is sent one after another and keeps its engine between them."""
+
+    def __init__(self, run_dir: Path, gpus: list[str]) -> None:
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        read, write = os.pipe()
+        command = [
+            sys.executable, "-m", "laerebogen", "worker", "--run", str(run_dir),
+            "--report-fd", str(write),
+        ]  # fmt: skip
+        # A process group per worker: whatever it leaves behind (vLLM's engine processes on
+        # GPUs, if it was SIGKILLed) can be found and ended with it.
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            pass_fds=(write,),
+            process_group=0,
+        )
+        os.close(write)
+        os.set_blocking(read, False)
+        self.reports = read
+        self.pending = b""
+        self.gpus = gpus
+        self.job: str | None = None  # the job it runs now
+        self.count = 0
+        self.retiring = False  # a job failed: the worker exits instead of taking another
+
+    def send(self, task: Task, log: Path) -> str:
+        """Give the idle worker ``task``; returns the job's id."""
+        self.count += 1
+        self.job = f"pid-{self.process.pid}-{self.count}"
+        assert self.process.stdin is not None
+        self.process.stdin.write(msgspec.json.encode(WorkOrder(task, str(log), self.job)) + b"\n")
+        self.process.stdin.flush()
+        return self.job
+
+    def reported(self) -> dict[str, int]:
+        """Exit statuses of the jobs the worker has finished since the last look."""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.reports, 65536):
+                self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        statuses = {}
+        for line in lines:
+            job_id, status = line.decode().split()
+            statuses[job_id] = int(status)
+            self.retiring = self.retiring or status != "0"
+            if job_id == self.job:
+                self.job = None
+        return statuses
+
+    def end(self, signum: int | None = None) -> None:
+        """Stop the worker (``signum``) or let it finish (stdin closed), then free its pipes."""
+        if signum is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+
+    def release(self) -> None:
+        """After the worker exited: end what it left behind and close its report pipe."""
+        _end_group(self.process.pid, signal.SIGKILL)
+        os.close(self.reports)
+
+
 class LocalLauncher(Launcher):
-    """Each task in a fresh subprocess, at most ``parallelism`` at once."""
+    """Jobs in worker subprocesses, at most ``launch.local_parallelism`` at once; a worker
+    keeps its model loaded between jobs (:mod:`laerebogen.local_worker`)."""
 
     name = "local"
 
@@ -222,20 +303,24 @@ class LocalLauncher(Launcher):
             raise LaerebogenError(
                 f"{len(gpus)} GPUs visible, but a model needs {per_task} (tensor_parallel_size)"
             )
-        self.running: dict[str, tuple[subprocess.Popen[bytes], list[str], IO[bytes]]] = {}
+        self.workers: list[_Worker] = []
         self.exit_codes: dict[str, int] = {}
         self.labels: dict[str, str] = {}  # job id -> what the job runs, for reports
 
-    def _free_gpus(self) -> list[str] | None:
-        if not self.gpu_groups:
-            return None
-        busy = {gpu for _, group, _ in self.running.values() for gpu in group}
+    def _worker(self) -> _Worker:
+        """An idle worker, started if none is idle (a free slot is assumed)."""
+        for worker in self.workers:
+            if worker.job is None and not worker.retiring and worker.process.poll() is None:
+                return worker
+        busy = {gpu for worker in self.workers if not worker.retiring for gpu in worker.gpus}
         free = [group for group in self.gpu_groups if not busy & set(group)]
-        return free[0] if free else None
+        worker = _Worker(self.run_dir, free[0] if free else [])
+        self.workers.append(worker)
+        return worker
 
     def free_slots(self) -> int:
         self._reap()
-        return max(0, self.slots - len(self.running))
+        return max(0, self.slots - sum(worker.job is not None for worker in self.workers))
 
     def submit(self, tasks: Sequence[Task], session: str) -> list[Submission]:
         submissions = []
@@ -243,80 +328,67 @@ class LocalLauncher(Launcher):
             name = "merge" if task.index == MERGE else f"shard-{task.index:05d}"
             log = Path(task.run_dir) / "logs" / task.step / f"{name}.attempt-{task.attempt}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            env = dict(os.environ)
-            gpus = self._free_gpus() if task.index != MERGE else None
-            if gpus is not None:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-            command = [sys.executable, "-m", "laerebogen", *task.command()]
-            handle = open(log, "ab")  # noqa: SIM115 (closed when the process is reaped)
-            # A process group per job: whatever the job leaves behind (vLLM's engine and worker
-            # processes, if the job was SIGKILLed) can be found and ended with it.
-            process = subprocess.Popen(
-                command,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                process_group=0,
-            )
-            job_id = f"pid-{process.pid}"
-            self.running[job_id] = (process, gpus or [], handle)
+            job_id = self._worker().send(task, log)
             self.labels[job_id] = task.label
             submissions.append(task.submitted(job_id, str(log), session))
         return submissions
 
     def _reap(self) -> None:
-        """Collect ended children and their exit codes."""
-        for job_id, (process, _, handle) in list(self.running.items()):
-            code = process.poll()
-            if code is not None:
-                _end_group(process.pid, signal.SIGKILL)  # orphans of a job that was killed
-                handle.close()
-                del self.running[job_id]
-                self.exit_codes[job_id] = code
+        """Collect finished jobs and ended workers with their exit codes."""
+        for worker in list(self.workers):
+            self.exit_codes.update(worker.reported())
+            code = worker.process.poll()
+            if code is None:
+                continue
+            self.exit_codes.update(worker.reported())
+            if worker.job is not None:  # killed, or failed before it could report
+                self.exit_codes[worker.job] = code
+            worker.release()
+            self.workers.remove(worker)
 
     def states(self, submissions: Sequence[Submission]) -> dict[str, JobState]:
         self._reap()
+        running = {worker.job for worker in self.workers}
         states = {}
         for submission in submissions:
             job_id = submission.job_id
-            if job_id in self.running:
+            if job_id in running:
                 states[job_id] = JobState(True, "running")
             elif job_id in self.exit_codes:
                 states[job_id] = JobState(False, f"exit code {self.exit_codes[job_id]}")
-            else:  # submitted by an earlier driver: alive if its pid still runs that task
-                pid = int(job_id.removeprefix("pid-")) if job_id.startswith("pid-") else -1
+            else:  # submitted by an earlier driver: alive if its pid still runs that job
+                pid = re.match(r"pid-(\d+)", job_id)
                 words = self._task_words(submission)
-                alive = pid > 0 and _process_runs(pid, words)
+                alive = pid is not None and any(_process_runs(int(pid.group(1)), w) for w in words)
                 states[job_id] = JobState(alive, "running" if alive else "ended")
         return states
 
-    def _task_words(self, submission: Submission) -> list[str]:
-        """Words of the command line of a submission's job (steps run one after another)."""
+    def _task_words(self, submission: Submission) -> list[list[str]]:
+        """Words of the command lines that may run a submission's job: a worker of this run
+        (it ends after its job once its driver is gone), or a job process of earlier
+        versions (steps run one after another)."""
+        run = ["--run", str(self.run_dir)]
         if submission.index == MERGE:
-            return ["merge", "--run", str(self.run_dir)]
-        return ["shard", "--run", str(self.run_dir), "--index", str(submission.index)]
+            return [["worker", *run], ["merge", *run]]
+        return [["worker", *run], ["shard", *run, "--index", str(submission.index)]]
 
     def close(self) -> str:
-        """Stop the jobs still running (the driver was interrupted): each gets SIGTERM, which
-        ends it like an exception would, keeping its committed chunks; what is left of a job
-        after :data:`STOP_SECONDS` is killed."""
-        stopped = [
-            self.labels[job_id] for job_id, (p, _, _) in self.running.items() if p.poll() is None
-        ]
-        for process, _, _ in self.running.values():
-            if process.poll() is None:
-                process.terminate()
+        """Stop the jobs still running (the driver was interrupted): each worker gets SIGTERM,
+        which ends its job like an exception would, keeping its committed chunks; what is
+        left of a worker after :data:`STOP_SECONDS` is killed. Idle workers just exit."""
+        self._reap()
+        stopped = [self.labels[worker.job] for worker in self.workers if worker.job is not None]
+        for worker in self.workers:
+            worker.end(signal.SIGTERM if worker.job is not None else None)
         deadline = time.monotonic() + STOP_SECONDS
-        for process, _, handle in self.running.values():
+        for worker in self.workers:
             try:
-                process.wait(max(0.0, deadline - time.monotonic()))
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            _end_group(process.pid, signal.SIGKILL)
-            handle.close()
-        self.running.clear()
+                worker.process.kill()
+                worker.process.wait()
+            worker.release()
+        self.workers.clear()
         if not stopped:
             return "no local job was running"
         return f"stopped {len(stopped)} local job(s): {', '.join(stopped)}"

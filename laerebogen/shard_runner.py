@@ -35,14 +35,14 @@ def _stderr(line: str) -> None:
 
 
 class EngineCache:
-    """Engines kept across shards of one process (the debug executor), one per model.
-
-    Each shard of a subprocess or array task starts its own engine instead, so vLLM's memory
-    is freed when the shard ends.
+    """Engines kept across the jobs of one process (the debug executor, a local worker), one
+    per model, at most ``keep`` of them: a model that does not fit beside another (on a GPU)
+    replaces it. Each array task starts its own engine instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int | None = None) -> None:
         self._engines: dict[tuple[str, object], Engine] = {}
+        self.keep = keep
 
     def get(self, config: Config, role: str) -> Engine:
         """The loaded engine of ``role``'s model, started on first use."""
@@ -51,6 +51,8 @@ class EngineCache:
         model = getattr(config.models, role)
         key = (str(config.model_path(role)), model)  # type: ignore[arg-type]
         if key not in self._engines:
+            if self.keep is not None and len(self._engines) >= self.keep:
+                self.close()
             engine = Engine.from_config(config, role)  # type: ignore[arg-type]
             engine.load()
             self._engines[key] = engine

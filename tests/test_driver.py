@@ -232,9 +232,7 @@ def test_sigterm_stops_the_drivers_local_jobs_and_says_so(
     while not (jobs.exists() and json.loads(jobs.read_text())["submissions"]):
         assert time.monotonic() < deadline and driver.poll() is None, "no job was submitted"
         time.sleep(0.2)
-    pids = [
-        int(s["job_id"].removeprefix("pid-")) for s in json.loads(jobs.read_text())["submissions"]
-    ]
+    pids = [int(s["job_id"].split("-")[1]) for s in json.loads(jobs.read_text())["submissions"]]
     driver.send_signal(signal.SIGTERM)
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 128 + signal.SIGTERM

@@ -194,7 +194,7 @@ def test_local_jobs_leave_no_engine_processes_behind(
         return submission
 
     killed = started(0, 1)
-    pid = int(killed.job_id.removeprefix("pid-"))
+    pid = int(killed.job_id.split("-")[1])  # pid-<worker pid>-<job>
     assert len(group_members(pid)) > 1  # the job and vLLM's engine processes
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not launcher.states([killed])[killed.job_id].active, "the job to end")
@@ -202,7 +202,7 @@ def test_local_jobs_leave_no_engine_processes_behind(
 
     committed = journal.read_bytes().count(b"\n")
     interrupted = started(1, committed + 1)
-    pid = int(interrupted.job_id.removeprefix("pid-"))
+    pid = int(interrupted.job_id.split("-")[1])
     launcher.close()  # what the driver does when Ctrl-C stops it
     assert not group_members(pid)
     assert launcher.exit_codes == {killed.job_id: -signal.SIGKILL}  # close() forgets the rest
@@ -210,3 +210,40 @@ def test_local_jobs_leave_no_engine_processes_behind(
     assert journal.read_bytes().count(b"\n") > committed  # the resumed job's chunks stay
     log = Path(interrupted.log).read_text()
     assert "resuming after" in log and "Traceback" not in log
+
+
+def test_a_local_worker_keeps_its_engine_between_jobs_and_retires_after_a_failure(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    """Jobs of one model share a worker and its engine, each with its own log and exit code;
+    a job that fails ends its worker, so the next job starts in a fresh process."""
+    overrides = [
+        *recipe_overrides,
+        "generation.first_round_prompts=2",
+        "generation.prompts_per_shard=1",
+    ]
+    config = load_config("tiny", overrides)
+    run = tmp_path / "run"
+    store = start_run(config, run)
+    step = plan_first(store, config).step
+    launcher = LocalLauncher(config, run)
+
+    def finish(index: int) -> Submission:
+        (submission,) = launcher.submit([Task(str(run), step, index, 0)], "test")
+        wait_for(lambda: not launcher.states([submission])[submission.job_id].active, "the job")
+        return submission
+
+    try:
+        first, second, missing, after = finish(0), finish(1), finish(7), finish(1)
+    finally:
+        launcher.close()
+    assert store.is_done(step, 0) and store.is_done(step, 1)
+    worker = first.job_id.split("-")[1]
+    assert second.job_id.split("-")[1] == missing.job_id.split("-")[1] == worker
+    assert "Initializing a V1 LLM engine" in Path(first.log).read_text()
+    assert "Initializing a V1 LLM engine" not in Path(second.log).read_text()
+    assert launcher.exit_codes[first.job_id] == launcher.exit_codes[second.job_id] == 0
+    assert launcher.exit_codes[missing.job_id] == 2
+    assert "error: generation-01 has shards 0-1, not 7" in Path(missing.log).read_text()
+    assert after.job_id.split("-")[1] != worker  # a fresh worker after the failure
+    assert "done already" in Path(after.log).read_text()

@@ -1,0 +1,63 @@
+"""The local executor's worker: one process that runs the jobs it is sent one after another.
+
+Starting vLLM costs about 30 s on 2 CPU cores (imports, tokenizer, weights), more than a small
+step's work. A worker keeps its engine between jobs, so the steps of a local run that use the
+same model start it once. Each job still gets its own log, exit status and retry: the launcher
+sends a job as a line on the worker's stdin, the worker points its stdout and stderr at the
+job's log, runs the job and reports ``<job id> <exit status>`` on its report pipe. A job that
+fails ends the worker too, so a retry starts in a fresh process; SIGTERM stops the running job
+like an exception (its committed chunks stay) and then the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import msgspec
+
+from laerebogen.errors import LaerebogenError
+from laerebogen.launch import WorkOrder
+from laerebogen.shard_runner import EngineCache
+
+FAILED = 1
+USER_ERROR = 2
+
+
+def serve(report_fd: int) -> None:
+    """Run the work orders of stdin until it closes or a job fails."""
+    decoder = msgspec.json.Decoder(WorkOrder)
+    engines = EngineCache(keep=1)
+    try:
+        with os.fdopen(report_fd, "w", buffering=1) as report:
+            for line in sys.stdin:
+                order = decoder.decode(line)
+                status = _run(order, engines)
+                report.write(f"{order.job_id} {status}\n")
+                if status:
+                    return
+    finally:
+        engines.close()
+
+
+def _run(order: WorkOrder, engines: EngineCache) -> int:
+    """Run one job with the process's output in its log; returns its exit status."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    descriptor = os.open(order.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(descriptor, sys.stdout.fileno())
+    os.dup2(descriptor, sys.stderr.fileno())
+    os.close(descriptor)
+    try:
+        order.task.run(engines)
+    except LaerebogenError as error:
+        print(f"laerebogen: error: {error}", file=sys.stderr)
+        return USER_ERROR
+    except Exception:
+        traceback.print_exc()
+        return FAILED
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
