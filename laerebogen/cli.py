@@ -23,10 +23,8 @@ import msgspec
 from laerebogen import __version__
 from laerebogen.command_line import check_command_line
 from laerebogen.config import DEFAULT_MODEL_DIR, dump_config, load_config, packaged_names
-from laerebogen.errors import LaerebogenError
+from laerebogen.errors import USER_ERROR_STATUS, LaerebogenError
 from laerebogen.store import ShardPaths, load_manifest, read_record_file
-
-USER_ERROR_STATUS = 2
 
 
 def _overrides(values: Sequence[str] | str | None) -> list[str]:

@@ -22,7 +22,7 @@ _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONL
 
 
 class UsageError(LaerebogenError):
-    """A command line that names no command, an unknown flag or too many arguments."""
+    """A command line that does not fit the command it names (or names none)."""
 
 
 def check_command_line(root: object, words: Sequence[str]) -> None:

@@ -13,6 +13,7 @@ template, so one ``generate`` call serves a chunk of any mix of request kinds.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -60,6 +61,39 @@ def configure_environment(cpu_kvcache_gib: int) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     # vLLM logs to stdout by default, where commands print their results.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
+# Whether the user set where vLLM's engine core runs (then it is theirs to decide), and whether
+# this process has run one in-process already.
+_USER_MULTIPROCESSING = "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ
+_engines_started: list[bool] = []  # one entry per engine this process started on a CPU
+
+
+@contextlib.contextmanager
+def _engine_process_chosen() -> Iterator[None]:
+    """On CPUs, run the first engine's core in this process, later ones in their own, while
+    the engine is built; the environment is restored after, so child processes choose
+    afresh.
+
+    In this process the engine skips two spawned processes that import torch and vLLM again:
+    start-up 21 instead of 49 s (Gemma 3 270M, 2 cores) at the same tokens/s. But vLLM's CPU
+    build registers its kernels once per process and fails the second time ("'_lib_fn_wrapper'
+    object has no attribute 'get'"), so a second model in one process (the debug executor, a
+    local worker changing models) gets its own engine process. GPUs keep vLLM's default, a
+    separate core process that overlaps scheduling with the model's work.
+    """
+    if _USER_MULTIPROCESSING:
+        yield
+        return
+    import vllm.envs
+
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if _engines_started else "0"
+    vllm.envs.disable_envs_cache()  # vLLM caches its variables once an engine has started
+    _engines_started.append(True)
+    try:
+        yield
+    finally:
+        del os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"]
 
 
 def check_model_dir(path: Path) -> None:
@@ -131,35 +165,40 @@ class Engine:
 
         model = self.model
         options: dict[str, Any] = {}
+        chosen: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if current_platform.is_cpu():
             # vLLM's CPU generators cannot rewind, which a seeded request needs when its
             # prefill is split over steps: the engine dies with "CPU Generator does not
             # use offset". Whole-prompt prefill avoids the rewind.
             options["enable_chunked_prefill"] = False
             if model.tensor_parallel_size == 1:
-                # The engine core and its one worker run in this process instead of two
-                # spawned ones that import torch and vLLM again: start-up 21 instead of 49 s
-                # (Gemma 3 270M, 2 cores) at the same tokens/s. On GPUs the separate core
-                # process overlaps scheduling with the model's work, so it stays there.
-                os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+                chosen = _engine_process_chosen()
         if model.max_num_batched_tokens:
             options["max_num_batched_tokens"] = model.max_num_batched_tokens
-        self._llm = LLM(
-            model=str(self.path),
-            dtype=model.dtype,
-            max_model_len=model.max_model_len,
-            tensor_parallel_size=model.tensor_parallel_size,
-            gpu_memory_utilization=model.gpu_memory_utilization,
-            max_num_seqs=model.max_num_seqs,
-            enforce_eager=model.enforce_eager,
-            trust_remote_code=model.trust_remote_code,
-            enable_prefix_caching=self.settings.prefix_caching,
-            # No free whitespace between JSON tokens: it costs tokens, and a weak model can
-            # spend its whole budget on it and never close the object.
-            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
-            **options,
-        )
+        with chosen:
+            self._llm = LLM(
+                model=str(self.path),
+                dtype=model.dtype,
+                max_model_len=model.max_model_len,
+                tensor_parallel_size=model.tensor_parallel_size,
+                gpu_memory_utilization=model.gpu_memory_utilization,
+                max_num_seqs=model.max_num_seqs,
+                enforce_eager=model.enforce_eager,
+                trust_remote_code=model.trust_remote_code,
+                enable_prefix_caching=self.settings.prefix_caching,
+                # No free whitespace between JSON tokens: it costs tokens, and a weak model
+                # can spend its whole budget on it and never close the object.
+                structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+                **options,
+            )
         return self._llm
+
+    def rendering_for(self, model: Model) -> Engine:
+        """This engine's loaded model, rendering chats as ``model`` says (its
+        ``chat_template``); closing this engine closes the returned one too."""
+        twin = Engine(model, self.path, self.settings)
+        twin._llm = self.load()
+        return twin
 
     def close(self) -> None:
         """Stop vLLM's engine (and its processes, where it has any) and free its memory."""

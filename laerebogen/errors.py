@@ -1,5 +1,8 @@
 """Errors a user can fix; the CLI prints them as one line instead of a traceback."""
 
+# The exit status of a command (or a local job) stopped by one of these errors.
+USER_ERROR_STATUS = 2
+
 
 class LaerebogenError(Exception):
     """Base class for errors caused by input, configuration or the state of a run."""

@@ -17,12 +17,11 @@ import traceback
 
 import msgspec
 
-from laerebogen.errors import LaerebogenError
+from laerebogen.errors import USER_ERROR_STATUS, LaerebogenError
 from laerebogen.launch import WorkOrder
 from laerebogen.shard_runner import EngineCache
 
-FAILED = 1
-USER_ERROR = 2
+FAILED = 1  # the exit status of a job stopped by an unexpected exception
 
 
 def serve(report_fd: int) -> None:
@@ -53,7 +52,7 @@ def _run(order: WorkOrder, engines: EngineCache) -> int:
         order.task.run(engines)
     except LaerebogenError as error:
         print(f"laerebogen: error: {error}", file=sys.stderr)
-        return USER_ERROR
+        return USER_ERROR_STATUS
     except Exception:
         traceback.print_exc()
         return FAILED

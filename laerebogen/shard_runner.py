@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from laerebogen.errors import StoreError
 from laerebogen.plan import read_plan
 from laerebogen.run import run_config
@@ -49,14 +51,17 @@ class EngineCache:
         from laerebogen.engine import Engine
 
         model = getattr(config.models, role)
-        key = (str(config.model_path(role)), model)  # type: ignore[arg-type]
+        # Roles that differ only in how prompts are rendered share one loaded model.
+        loaded = msgspec.structs.replace(model, chat_template=None)
+        key = (str(config.model_path(role)), loaded)  # type: ignore[arg-type]
         if key not in self._engines:
             if self.keep is not None and len(self._engines) >= self.keep:
                 self.close()
             engine = Engine.from_config(config, role)  # type: ignore[arg-type]
             engine.load()
             self._engines[key] = engine
-        return self._engines[key]
+        engine = self._engines[key]
+        return engine if engine.model == model else engine.rendering_for(model)
 
     def close(self) -> None:
         """Shut every engine down."""

@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from laerebogen.config import load_config
+import msgspec
+
+from laerebogen.config import Config, load_config
 from laerebogen.plan import plan_first
 from laerebogen.run import start_run
+from laerebogen.shard_runner import EngineCache
 from laerebogen.store import RunStore
 from tests.test_driver import laerebogen
 
@@ -84,3 +87,18 @@ def test_shard_errors_are_one_line(tmp_path: Path, recipe_overrides: list[str]) 
     assert "Traceback" not in corrupt.stderr and len(corrupt.stderr.strip().splitlines()) == 1
     not_a_run = laerebogen("shard", "--run", str(tmp_path), "--stage", STEP, "--index", "0")
     assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
+
+
+def test_roles_that_differ_only_in_rendering_share_one_loaded_model(tiny_config: Config) -> None:
+    """The local config's two roles are one model, one rendering chats as a transcript: a
+    worker or the debug executor loads it once, and keeps at most ``keep`` models loaded."""
+    instruct = msgspec.structs.replace(tiny_config.models.instruct, chat_template="transcript")
+    models = msgspec.structs.replace(tiny_config.models, instruct=instruct)
+    config = msgspec.structs.replace(tiny_config, models=models)
+    cache = EngineCache(keep=1)
+    try:
+        base, chats = cache.get(config, "base"), cache.get(config, "instruct")
+        assert chats.load() is base.load() and chats.model.chat_template == "transcript"
+        assert cache.get(config, "base") is base and len(cache._engines) == 1
+    finally:
+        cache.close()
