@@ -63,33 +63,32 @@ def configure_environment(cpu_kvcache_gib: int) -> None:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 
-# Whether the user set where vLLM's engine core runs (then it is theirs to decide), and whether
-# this process has run one in-process already.
+# Whether the user set where vLLM's engine core runs (then it is theirs to decide).
 _USER_MULTIPROCESSING = "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ
-_engines_started: list[bool] = []  # one entry per engine this process started on a CPU
+# vLLM's CPU kernel registration scans every loaded module and fails on llvmlite's (numba's)
+# library object ("'_lib_fn_wrapper' object has no attribute 'get'").
+_BREAKS_IN_PROCESS_CORE = "llvmlite.binding.ffi"
 
 
 @contextlib.contextmanager
 def _engine_process_chosen() -> Iterator[None]:
-    """On CPUs, run the first engine's core in this process, later ones in their own, while
-    the engine is built; the environment is restored after, so child processes choose
-    afresh.
+    """On CPUs, run the engine's core in this process unless numba is loaded here, while the
+    engine is built; the environment is restored after, so child processes choose afresh.
 
     In this process the engine skips two spawned processes that import torch and vLLM again:
-    start-up 21 instead of 49 s (Gemma 3 270M, 2 cores) at the same tokens/s. But vLLM's CPU
-    build registers its kernels once per process and fails the second time ("'_lib_fn_wrapper'
-    object has no attribute 'get'"), so a second model in one process (the debug executor, a
-    local worker changing models) gets its own engine process. GPUs keep vLLM's default, a
-    separate core process that overlaps scheduling with the model's work.
+    start-up 21 instead of 49 s (Gemma 3 270M, 2 cores) at the same tokens/s. Where numba
+    (the ROUGE-L kernel) is already loaded, as after a merge in the debug executor or in a
+    test session, the core gets its own process. GPUs keep vLLM's default, a separate core
+    process that overlaps scheduling with the model's work.
     """
     if _USER_MULTIPROCESSING:
         yield
         return
     import vllm.envs
 
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if _engines_started else "0"
+    apart = _BREAKS_IN_PROCESS_CORE in sys.modules
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if apart else "0"
     vllm.envs.disable_envs_cache()  # vLLM caches its variables once an engine has started
-    _engines_started.append(True)
     try:
         yield
     finally:
