@@ -313,20 +313,22 @@ def run_dataset(
         f"laerebogen {__version__}: run directory {run_dir} (config {config.name or 'custom'}, "
         f"executor {name})\n"
     )
-    # What can stop the run (another recipe in the directory, a bad seed file, a model that
-    # cannot be had) stops it before it writes anything, so that running again with the
-    # config fixed is not refused as "another configuration".
+    # What can stop the run (another recipe in the directory, a bad seed file, a cluster that
+    # refuses the jobs, a model that cannot be had) stops it before it writes anything, so
+    # that running again with the config fixed is not refused as "another configuration".
     store = RunStore(run_dir)
     refuse_another_recipe(store, config)
     seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
     roles = [build_stage(stage, config).role for stage in stages_to_run(store, config)]
+    launcher = make_launcher(name, config, run_dir)
+    launcher.check()
     ensure_models(map(config.model_path, roles), progress=lambda line: out.write(line + "\n"))
     with store.driver_lock() as locked:
         if not locked:
             out.write(f"{run_dir}: the file system has no locks: run one driver at a time\n")
         start_run(config, run_dir)
         out.write(import_seeds(store, config.seed_path(), seeds) + "\n")
-        ran = _drive(config, store, make_launcher(name, config, run_dir), out)
+        ran = _drive(config, store, launcher, out)
         if not ran:
             out.write("every step was done already: the run is finished; writing its files again\n")
         published = publish(store, config)

@@ -131,6 +131,11 @@ class Launcher(ABC):
     def states(self, submissions: Sequence[Submission]) -> dict[str, JobState]:
         """The state of each submission, by job id."""
 
+    def check(self) -> None:
+        """Fail with one line when this executor cannot run the config's jobs; called before
+        the run directory is written. Local and debug executors take any job."""
+        return
+
     def free_slots(self) -> int:
         """How many more tasks may be submitted now."""
         return sys.maxsize
@@ -415,15 +420,27 @@ class CheckpointableTask:
         return DelayedSubmission(CheckpointableTask(self.task))
 
 
+def _slurm_command(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a SLURM client command; one line naming it when it cannot run at all."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise LaerebogenError(f"cannot run {command[0]} (is SLURM installed?): {error}") from None
+
+
+def slurm_errors(stderr: str) -> str:
+    """SLURM's error lines as one line, without their ``sbatch: error:`` prefixes."""
+    lines = [re.sub(r"^\w+: error: ", "", line).strip() for line in stderr.splitlines()]
+    return "; ".join(line for line in lines if line) or "no reason given"
+
+
 def max_array_size() -> int:
     """The cluster's ``MaxArraySize``: an array's task ids must stay below it."""
-    try:
-        output = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        raise LaerebogenError(f"cannot read the SLURM configuration (scontrol): {error}") from None
-    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", output, re.MULTILINE)
+    result = _slurm_command(["scontrol", "show", "config"])
+    if result.returncode:
+        reason = slurm_errors(result.stderr)
+        raise LaerebogenError(f"SLURM does not answer (scontrol show config): {reason}")
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", result.stdout, re.MULTILINE)
     return int(match.group(1)) if match else 1001
 
 
@@ -445,9 +462,15 @@ def container_python(config: Config, run_dir: Path) -> str | None:
     return f"apptainer exec --nv --bind {shlex.quote(unique)} {shlex.quote(image)} python"
 
 
+def _placement(config: Config) -> dict[str, object]:
+    """Where jobs go: partition, account, QOS (those set) and the ``extra`` sbatch options."""
+    slurm = config.slurm
+    chosen = {"partition": slurm.partition, "account": slurm.account, "qos": slurm.qos}
+    return {key: value for key, value in chosen.items() if value} | dict(slurm.extra)
+
+
 def slurm_parameters(config: Config, job: SlurmJob, name: str) -> dict[str, object]:
     """submitit AutoExecutor parameters of one kind of job."""
-    slurm = config.slurm
     parameters: dict[str, object] = {
         "name": name,
         "timeout_min": job.time_minutes,
@@ -455,19 +478,39 @@ def slurm_parameters(config: Config, job: SlurmJob, name: str) -> dict[str, obje
         "mem_gb": job.mem_gb,
         "tasks_per_node": 1,
         "nodes": 1,
-        "slurm_array_parallelism": slurm.array_parallelism,
+        "slurm_array_parallelism": config.slurm.array_parallelism,
     }
     if job.gpus:
         parameters["gpus_per_node"] = job.gpus
-    optional = {
-        "slurm_partition": slurm.partition,
-        "slurm_account": slurm.account,
-        "slurm_qos": slurm.qos,
-    }
-    parameters.update({key: value for key, value in optional.items() if value})
-    if slurm.extra:
-        parameters["slurm_additional_parameters"] = dict(slurm.extra)
+    # submitit writes each additional parameter as `#SBATCH --key=value`, as sbatch_options do.
+    if placement := _placement(config):
+        parameters["slurm_additional_parameters"] = placement
     return parameters
+
+
+def sbatch_options(config: Config, job: SlurmJob) -> list[str]:
+    """The sbatch options submitit writes for a job of this kind (without name and array)."""
+    options = {"time": job.time_minutes, "cpus-per-task": job.cpus, "mem": f"{job.mem_gb}GB"}
+    options |= {"nodes": 1, "ntasks-per-node": 1}
+    if job.gpus:
+        options["gpus-per-node"] = job.gpus
+    options |= {key.replace("_", "-"): value for key, value in _placement(config).items()}
+    return [f"--{key}" if value is True else f"--{key}={value}" for key, value in options.items()]
+
+
+def check_slurm_accepts(config: Config) -> None:
+    """Ask SLURM (``sbatch --test-only``) whether it would take a shard and a merge job as
+    the config asks for them; one line naming the settings when it would not."""
+    for key, job in (("gpu_job", config.slurm.gpu_job), ("cpu_job", config.slurm.cpu_job)):
+        options = sbatch_options(config, job)
+        result = _slurm_command(["sbatch", "--test-only", "--job-name=laerebogen-check",
+                                 *options, "--wrap=true"])  # fmt: skip
+        if result.returncode:
+            raise LaerebogenError(
+                f"SLURM would refuse the [slurm] {key} jobs ({' '.join(options)}): "
+                f"{slurm_errors(result.stderr)}; change [slurm] {key}, partition, account, qos "
+                "or extra in the config"
+            )
 
 
 class SlurmLauncher(Launcher):
@@ -480,6 +523,9 @@ class SlurmLauncher(Launcher):
         self.run_dir = run_dir
         self.python = container_python(config, run_dir)
         self.window = max_array_size()
+
+    def check(self) -> None:
+        check_slurm_accepts(self.config)
 
     def _executor(self, step: str, merge: bool) -> object:
         import submitit
@@ -503,11 +549,20 @@ class SlurmLauncher(Launcher):
     def _submit_arrays(
         self, step: str, merge: bool, tasks: Sequence[Task], session: str
     ) -> list[Submission]:
+        from submitit.core.utils import FailedJobError
+
         executor = self._executor(step, merge)
         submissions = []
         for window in windows(tasks, self.window):
-            with executor.batch():  # type: ignore[attr-defined]
-                jobs = [executor.submit(CheckpointableTask(task)) for task in window]  # type: ignore[attr-defined]
+            try:
+                with executor.batch():  # type: ignore[attr-defined]
+                    jobs = [executor.submit(CheckpointableTask(task)) for task in window]  # type: ignore[attr-defined]
+            except FailedJobError as error:  # sbatch refused: its message is what to fix
+                kind = "cpu_job" if merge else "gpu_job"
+                raise LaerebogenError(
+                    f"SLURM refused the {step} {'merge' if merge else 'shard'} jobs "
+                    f"([slurm] {kind}): {slurm_errors(str(error))}"
+                ) from None
             submissions += [
                 task.submitted(job.job_id, str(job.paths.stderr), session)
                 for task, job in zip(window, jobs, strict=True)

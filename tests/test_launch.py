@@ -21,6 +21,7 @@ from laerebogen.launch import (
     Task,
     container_python,
     max_array_size,
+    sbatch_options,
     slurm_parameters,
     windows,
 )
@@ -92,6 +93,9 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path: Path) -> None:
         "--exclusive=user", "--job-name=lb-grammar", "--signal=USR2@90", "--requeue", "--nice=5",
     ):  # fmt: skip
         assert f"#SBATCH {line}\n" in text, line
+    # What `sbatch --test-only` is asked before the run is what the jobs will ask for.
+    for option in sbatch_options(config, config.slurm.gpu_job):
+        assert f"#SBATCH {option}\n" in text, option
     cpu = slurm_parameters(config, config.slurm.cpu_job, "lb-grammar-merge")
     assert "gpus_per_node" not in cpu
     bare = slurm_parameters(load_config("tiny"), load_config("tiny").slurm.cpu_job, "x")
@@ -108,6 +112,40 @@ def test_slurm_launcher_runs_tasks_inside_the_configured_container(
     text = executor._executor._make_submission_file_text("x", "uid")  # type: ignore[attr-defined]
     assert "apptainer exec --nv --bind" in executor._executor._submitit_command_str  # type: ignore[attr-defined]
     assert "#SBATCH --job-name=lb-grammar\n" in text
+
+
+def test_a_job_request_the_cluster_refuses_stops_the_run_before_it_writes_anything(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """The local cluster has no GPUs: asking for one is refused in one line naming the key."""
+    SlurmLauncher(load_config("tiny"), tmp_path).check()  # what the cluster can run passes
+    run = tmp_path / "run"
+    refused = subprocess.run(
+        [sys.executable, "-m", "laerebogen", "dataset", "--config", "tiny", "--run", str(run),
+         "--executor", "slurm", "--set", "slurm.gpu_job.gpus=1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    (line,) = [line for line in refused.stderr.splitlines() if "SLURM" in line]
+    assert "would refuse the [slurm] gpu_job jobs (" in line and "--gpus-per-node=1" in line
+    assert "Invalid generic resource (gres) specification" in line
+    assert not run.exists()
+    nowhere = load_config("tiny", ["slurm.partition='nowhere'"])
+    refusal = r"gpu_job jobs \(.*--partition=nowhere\): .*[Ii]nvalid partition"
+    with pytest.raises(LaerebogenError, match=refusal) as error:
+        SlurmLauncher(nowhere, tmp_path).check()
+    assert "\n" not in str(error.value)
+
+
+def test_a_submission_sbatch_refuses_is_one_line_naming_the_job_kind(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    launcher = SlurmLauncher(load_config("tiny", ["slurm.gpu_job.gpus=1"]), tmp_path)
+    with pytest.raises(LaerebogenError) as error:
+        launcher.submit([Task(str(tmp_path), "grammar", 0, 0)], "test")
+    message = str(error.value)
+    assert message.startswith("SLURM refused the grammar shard jobs ([slurm] gpu_job): ")
+    assert "gres" in message and "\n" not in message
 
 
 def test_local_launcher_gives_each_shard_its_own_gpus(
