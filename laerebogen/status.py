@@ -5,8 +5,8 @@ shared file system. So the status reads only what is cheap and safe to read at a
 ``config.toml``, each step's ``plan.json``, ``jobs.json`` and ``merge.json``, the shard
 manifests and the journals of unfinished shards (without locking, see
 :meth:`laerebogen.store.RunStore.progress`). It never opens record data and never asks the
-scheduler, so it cannot tell a queued or running job from one that died: such shards count as
-*submitted*.
+scheduler, so it cannot tell a queued or running job from one that died (``submitted``
+counts every shard that had a job, finished or not).
 
 Counting rules, also in the field docs of :class:`StepStatus`:
 
@@ -46,7 +46,7 @@ class StepStatus(msgspec.Struct, frozen=True):
     state: State  # planned: nothing submitted or written; merging: every shard finished
     shards: int
     done: int  # shards with a manifest
-    submitted: int  # unfinished shards with a job submitted: queued, running or dead
+    submitted: int  # shards with a job submitted, finished or not (merge jobs not counted)
     failed_attempts: int  # retries: each later submission of a shard or merge replaced a dead job
     records_in: int  # the plan's inputs
     records_out: int  # finished shards' outputs plus unfinished shards' committed outputs
@@ -103,7 +103,7 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
     merge = read_merge(store, step)
     jobs = store.read_state(jobs_file(step), StepJobs) or StepJobs()
     tries = Counter(submission.index for submission in jobs.submissions)
-    done = submitted = records_out = prompt_tokens = completion_tokens = 0
+    done = waiting = records_out = prompt_tokens = completion_tokens = 0
     wall_seconds = 0.0
     rejected: Counter[str] = Counter()
     started = False
@@ -126,13 +126,13 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
         completion_tokens += progress.completion_tokens
         started = started or progress.inputs > 0
         if index in tries:
-            submitted += 1
+            waiting += 1  # queued, running or dead
     state: State
     if merge is not None:
         state = "merged"
     elif done == plan.shards:
         state = "merging"
-    elif done or submitted or started:
+    elif done or waiting or started:
         state = "running"
     else:
         state = "planned"
@@ -142,7 +142,7 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
         state=state,
         shards=plan.shards,
         done=done,
-        submitted=submitted,
+        submitted=sum(index in tries for index in range(plan.shards)),
         failed_attempts=sum(count - 1 for count in tries.values()),
         records_in=plan.inputs,
         records_out=records_out,

@@ -138,7 +138,7 @@ def test_a_merged_and_a_running_step_are_counted_from_manifests_and_journals(
         state="merged",
         shards=2,
         done=2,
-        submitted=0,
+        submitted=2,  # finished shards were submitted too
         failed_attempts=2,  # shard 1 and the merge
         records_in=4,
         records_out=11,
@@ -159,7 +159,7 @@ def test_a_merged_and_a_running_step_are_counted_from_manifests_and_journals(
         state="running",
         shards=3,
         done=1,
-        submitted=2,
+        submitted=3,
         failed_attempts=1,
         records_in=20,
         records_out=10,
@@ -173,7 +173,7 @@ def test_a_merged_and_a_running_step_are_counted_from_manifests_and_journals(
         gpu_hours=0.5,
     )
     total = totals([generation, grammar])
-    assert (total.steps, total.shards, total.done, total.submitted) == (2, 5, 3, 2)
+    assert (total.steps, total.shards, total.done, total.submitted) == (2, 5, 3, 5)
     assert (total.failed_attempts, total.prompt_tokens) == (3, 6500)
     assert (total.completion_tokens, total.wall_seconds, total.gpu_hours) == (2_050_800, 4500, 2.5)
     assert total.rejected == {"not_json": 1, "rewrite": 1, "too_long": 3}
@@ -185,16 +185,16 @@ def test_the_table_has_a_row_per_step_a_total_and_the_export_footer(tmp_path: Pa
     header, generation, grammar, total, footer = table.splitlines()
     assert header.split()[:3] == ["step", "state", "shards"]
     assert generation.split()[:12] == [
-        "generation-01", "merged", "2/2", "0", "2", "4", "11", "7", "2.5k", "50.5k", "2.00",
+        "generation-01", "merged", "2/2", "2", "2", "4", "11", "7", "2.5k", "50.5k", "2.00",
         "too_long",
     ]  # fmt: skip
     assert "too_long 3" in generation and "merge:near_duplicate 3" in generation
     assert generation.endswith("+1 more")
     assert grammar.split()[:11] == [
-        "grammar", "running", "1/3", "2", "1", "20", "10", "-", "4.0k", "2.0M", "0.50",
+        "grammar", "running", "1/3", "3", "1", "20", "10", "-", "4.0k", "2.0M", "0.50",
     ]  # fmt: skip
     assert grammar.endswith("rewrite 1")
-    assert total.split()[:7] == ["total", "3/5", "2", "3", "6.5k", "2.1M", "2.50"]
+    assert total.split()[:7] == ["total", "3/5", "5", "3", "6.5k", "2.1M", "2.50"]
     assert footer == "exported: no (dataset.jsonl)"
     # Aligned: numbers end where their header ends, in every row.
     end = header.index("GPU-h") + len("GPU-h")
