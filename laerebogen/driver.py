@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from laerebogen import __version__
 from laerebogen.config import Config
@@ -148,18 +149,18 @@ class Driver:
         """Submit, re-attach and retry jobs until each of ``indices`` is done."""
         jobs = self.store.read_state(jobs_file(plan.step), StepJobs) or StepJobs()
         reported: set[str] = set()
-        tokens, clock = self._tokens(plan), time.monotonic()
+        start = Progress.of(self.store, plan, clock=time.monotonic())
         while True:
             remaining = [index for index in indices if not done(index)]
             if not remaining:
                 if list(indices) != [MERGE]:
-                    self._show(plan, indices, set(), [], tokens_at_start=tokens, clock=clock)
+                    self._show(plan, indices, {}, [], start)
                 self.status.end()
                 return
             latest = {s.index: s for s in jobs.submissions}
             watched = [latest[index] for index in remaining if index in latest]
             states = self.launcher.states(watched)
-            active = {s.index for s in watched if states[s.job_id].active}
+            active = {s.index: states[s.job_id] for s in watched if states[s.job_id].active}
             for submission in watched:
                 state = states[submission.job_id]
                 if state.active or submission.job_id in reported or done(submission.index):
@@ -186,7 +187,7 @@ class Driver:
                 jobs.submissions.extend(self.launcher.submit(tasks, self.session))
                 self.store.write_state(jobs_file(plan.step), jobs)
                 continue  # show the new jobs as running at once
-            self._show(plan, indices, active, exhausted, tokens_at_start=tokens, clock=clock)
+            self._show(plan, indices, active, exhausted, start)
             if not self.launcher.synchronous:
                 self._wait([index for index in remaining if index in active], done)
 
@@ -208,36 +209,42 @@ class Driver:
             f"log {submission.log}"
         )
 
-    def _tokens(self, plan: StepPlan) -> int:
-        return sum(
-            self.store.progress(plan.step, index).completion_tokens for index in range(plan.shards)
-        )
-
     def _show(
         self,
         plan: StepPlan,
         indices: Sequence[int],
-        active: set[int],
+        active: dict[int, JobState],
         failed: Sequence[int],
-        *,
-        tokens_at_start: int,
-        clock: float,
+        start: Progress,
     ) -> None:
         if list(indices) == [MERGE]:
             self.status.show(f"{plan.step}: merging", "merge")
             return
-        progress = [self.store.progress(plan.step, index) for index in range(plan.shards)]
-        done = sum(p.done for p in progress)
-        records = sum(p.outputs for p in progress)
-        tokens = sum(p.completion_tokens for p in progress) - tokens_at_start
-        elapsed = time.monotonic() - clock
-        rate = tokens / elapsed if elapsed > 0 else 0.0
-        counts = f"{done}/{plan.shards} done, {len(active)} running, {len(failed)} failed"
-        self.status.show(
-            f"{plan.step}: shards {counts} | {records} records | {rate:.0f} tokens/s "
-            f"| {elapsed:.0f} s",
-            counts,
+        now = Progress.of(self.store, plan, clock=time.monotonic())
+        phases: Counter[str] = Counter()
+        answered = asked = live_tokens = 0
+        for index, state in active.items():
+            live = self.store.live(plan.step, index)
+            if live is None:
+                phases["queued" if state.detail.startswith("PENDING") else "starting"] += 1
+                continue
+            phases[live.phase] += 1
+            answered, asked = answered + live.answered, asked + live.asked
+            live_tokens += live.completion_tokens
+        elapsed = now.clock - start.clock
+        tokens = now.completion_tokens + live_tokens - start.completion_tokens
+        counts = ", ".join(
+            [f"{now.done}/{plan.shards} done"]
+            + [f"{count} {phase}" for phase, count in sorted(phases.items())]
+            + ([f"{len(failed)} failed"] if failed else [])
         )
+        parts = [f"{plan.step}: shards {counts}"]
+        if asked:
+            parts.append(f"{answered}/{asked} answered")
+        parts.append(f"{now.outputs} records")
+        parts.append(f"{tokens / elapsed if elapsed > 0 else 0:.0f} tokens/s")
+        parts.append(f"{elapsed:.0f} s" + now.time_left(start, plan.inputs))
+        self.status.show(" | ".join(parts), counts)
 
     def failure_report(
         self,
@@ -262,6 +269,41 @@ class Driver:
             "chunks are kept."
         )
         return "\n".join(lines)
+
+
+class Progress(NamedTuple):
+    """A step's committed progress at one moment: what rates and time left are made of."""
+
+    clock: float
+    done: int
+    inputs: int
+    outputs: int
+    completion_tokens: int
+
+    @classmethod
+    def of(cls, store: RunStore, plan: StepPlan, *, clock: float) -> Progress:
+        shards = [store.progress(plan.step, index) for index in range(plan.shards)]
+        return cls(
+            clock,
+            sum(p.done for p in shards),
+            sum(p.inputs for p in shards),
+            sum(p.outputs for p in shards),
+            sum(p.completion_tokens for p in shards),
+        )
+
+    def time_left(self, start: Progress, total_inputs: int) -> str:
+        """``, about N min left`` at the rate inputs were committed since ``start``; empty
+        until one chunk was committed (a shard commits after each ``engine.chunk_size``)."""
+        committed = self.inputs - start.inputs
+        left = total_inputs - self.inputs
+        if committed <= 0 or left <= 0:
+            return ""
+        seconds = left * (self.clock - start.clock) / committed
+        return (
+            f", about {seconds / 60:.0f} min left"
+            if seconds >= 90
+            else f", about {seconds:.0f} s left"
+        )
 
 
 def _tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:

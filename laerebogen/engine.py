@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -123,6 +125,38 @@ def chunked(requests: Sequence[Request], size: int) -> Iterator[Sequence[Request
         yield requests[start : start + size]
 
 
+# Progress of one vLLM call: requests answered so far, requests asked, tokens they hold.
+Answered = Callable[[int, int, int], None]
+
+
+class _AnswerCounter:
+    """Stands in for the tqdm bars of vLLM's offline calls: the one its loop updates as
+    requests finish, whose counts it passes on, and those that only wrap an iterable (the
+    prompts being rendered). vLLM writes the output tokens so far into the bar's postfix as
+    a rate over ``format_dict["elapsed"]``; with that fixed at 1 s the rate is the count."""
+
+    def __init__(
+        self, report: Answered, iterable: Iterable[Any] = (), total: int = 0, **_: object
+    ) -> None:
+        self.report, self.iterable, self.total, self.n = report, iterable, total, 0
+        self.postfix: object = ""
+        self.format_dict = {"elapsed": 1.0}
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        match = re.search(r"output: ([\d.]+)", str(self.postfix))
+        self.report(self.n, self.total, round(float(match.group(1))) if match else 0)
+
+    def refresh(self) -> None:
+        """Nothing to draw."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class Engine:
     """One model loaded in vLLM, answering batches of requests.
 
@@ -213,8 +247,11 @@ class Engine:
         for chunk in chunked(requests, self.settings.chunk_size):
             yield chunk, self.generate(chunk)
 
-    def generate(self, requests: Sequence[Request]) -> list[Result]:
-        """Answer ``requests`` with one vLLM call; results are in request order."""
+    def generate(
+        self, requests: Sequence[Request], answered: Answered | None = None
+    ) -> list[Result]:
+        """Answer ``requests`` with one vLLM call; results are in request order. ``answered``
+        hears how many are answered (and their tokens) as they finish."""
         llm = self.load()
         results: list[Result | None] = [None] * len(requests)
         runnable: list[int] = []
@@ -226,7 +263,8 @@ class Engine:
                 runnable.append(index)
                 prompts.append(prompt)
         params = [_sampling_params(requests[index]) for index in runnable]
-        outputs = llm.generate(prompts, params, use_tqdm=self.show_progress) if prompts else []
+        bar = self.show_progress if answered is None else partial(_AnswerCounter, answered)
+        outputs = llm.generate(prompts, params, use_tqdm=bar) if prompts else []
         for index, output in zip(runnable, outputs, strict=True):
             completion = output.outputs[0]
             stop_reason = completion.stop_reason

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,13 +24,14 @@ from laerebogen.plan import read_plan
 from laerebogen.run import run_config
 from laerebogen.stages import build_stage
 from laerebogen.stages.core import Context, drive
-from laerebogen.store import RunStore, ShardManifest
+from laerebogen.store import LiveProgress, RunStore, ShardManifest, ShardWriter
 
 if TYPE_CHECKING:
     from laerebogen.config import Config
     from laerebogen.engine import Engine
 
 Log = Callable[[str], None]
+LIVE_REPORT_SECONDS = 2.0
 
 
 def _stderr(line: str) -> None:
@@ -70,6 +72,21 @@ class EngineCache:
         self._engines.clear()
 
 
+class LiveReports:
+    """Passes the engine's answered counts on to progress displays, every few seconds."""
+
+    def __init__(self, writer: ShardWriter, seconds: float = LIVE_REPORT_SECONDS) -> None:
+        self.writer = writer
+        self.seconds = seconds
+        self._last = 0.0
+
+    def __call__(self, answered: int, asked: int, completion_tokens: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.seconds or answered == asked:
+            self._last = now
+            self.writer.report(LiveProgress("generating", answered, asked, completion_tokens))
+
+
 def run_shard(
     run_dir: Path,
     step: str,
@@ -101,8 +118,11 @@ def run_shard(
                 log(f"{step} shard {index}: resuming after {writer.chunks} committed chunks")
             if pending:
                 loading = time.monotonic()
+                writer.report(LiveProgress("loading model"))
                 engine = own.get(config, stage.role)
                 writer.started(time.monotonic() - loading)
+                writer.report(LiveProgress("generating"))
+                generate = partial(engine.generate, answered=LiveReports(writer))
                 context = Context(
                     run_seed=config.seed,
                     round=plan.round,
@@ -114,7 +134,7 @@ def run_shard(
                 done, records, tokens, start = len(inputs) - len(pending), 0, 0, time.monotonic()
                 for first in range(0, len(pending), size):
                     chunk = pending[first : first + size]
-                    outcomes, funnel = drive(stage, chunk, context, engine.generate)
+                    outcomes, funnel = drive(stage, chunk, context, generate)
                     writer.write_chunk(
                         [record for outcome in outcomes for record in outcome.records],
                         [rejection for outcome in outcomes for rejection in outcome.rejections],
@@ -122,6 +142,7 @@ def run_shard(
                         prompt_tokens=funnel.prompt_tokens,
                         completion_tokens=funnel.completion_tokens,
                     )
+                    writer.report(LiveProgress("generating"))  # its answers are committed now
                     done, records = done + len(chunk), records + funnel.records
                     tokens += funnel.completion_tokens
                     rate = tokens / max(time.monotonic() - start, 1e-9)

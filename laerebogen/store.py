@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 import zstandard
@@ -93,6 +93,16 @@ class ShardProgress(NamedTuple):
     completion_tokens: int
 
 
+class LiveProgress(msgspec.Struct, frozen=True):
+    """What a working shard does between its commits, for progress displays only: its phase,
+    and in the vLLM call under way the requests answered of those asked and their tokens."""
+
+    phase: Literal["loading model", "generating"]
+    answered: int = 0
+    asked: int = 0
+    completion_tokens: int = 0
+
+
 class _JournalEntry(msgspec.Struct, frozen=True):
     """One committed chunk: where its bytes end, their checksums and what it consumed."""
 
@@ -121,6 +131,7 @@ class ShardPaths:
         self.rejects = directory / f"{stem}{_REJECTS_SUFFIX}"
         self.manifest = directory / f"{stem}{_MANIFEST_SUFFIX}"
         self.journal = directory / f"{stem}.journal"
+        self.live = directory / f"{stem}.live.json"
 
     @classmethod
     def of_file(cls, path: Path) -> ShardPaths:
@@ -417,6 +428,11 @@ class ShardWriter:
         self._consumed.update(consumed)
         self._data_end, self._rejects_end = entry.data_end, entry.rejects_end
 
+    def report(self, live: LiveProgress) -> None:
+        """Tell progress displays what this shard is doing now (not a commit: nothing in it
+        is kept once the shard finishes)."""
+        atomic_write(self.paths.live, msgspec.json.encode(live))
+
     def started(self, seconds: float) -> None:
         """Record how long this process took to load its model, for the manifest."""
         self._startup = round(seconds, 3)
@@ -460,6 +476,7 @@ class ShardWriter:
         )
         _write_manifest(self.paths, manifest)
         self.paths.journal.unlink(missing_ok=True)
+        self.paths.live.unlink(missing_ok=True)
         self.close()
         return manifest
 
@@ -584,6 +601,15 @@ class RunStore:
                 progress.completion_tokens + entry.completion_tokens,
             )
         return progress
+
+    def live(self, stage: str, index: int) -> LiveProgress | None:
+        """What an unfinished output shard last said it was doing; None before its first
+        report (or when the report does not decode: a display never stops on it)."""
+        try:
+            return msgspec.json.decode(self.output_paths(stage, index).live.read_bytes(),
+                                       type=LiveProgress)  # fmt: skip
+        except (FileNotFoundError, msgspec.DecodeError):
+            return None
 
     def read_records(self, stage: str, index: int) -> Iterator[Example]:
         """The verified output records of a finished shard."""

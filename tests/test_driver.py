@@ -18,10 +18,13 @@ from typing import BinaryIO
 import pytest
 
 from laerebogen.config import load_config
-from laerebogen.driver import RunFailedError, run_dataset
-from laerebogen.plan import read_merge
+from laerebogen.driver import Driver, Progress, RunFailedError, run_dataset
+from laerebogen.launch import JobState, make_launcher
+from laerebogen.plan import plan_first, read_merge
 from laerebogen.records import Example
-from laerebogen.store import RunStore
+from laerebogen.run import start_run
+from laerebogen.store import LiveProgress, RunStore
+from tests.conftest import RECIPE
 from tests.helpers import hold_driver_lock
 from tests.recipe_checks import (
     MERGE,
@@ -189,6 +192,32 @@ def test_a_shard_failing_once_is_retried_and_the_run_finishes(
     )
     assert (run / "dataset.jsonl").is_file()
     check_no_record_lost_or_duplicated(run)
+
+
+def test_the_live_line_shows_each_shards_phase_answers_and_time_left(tmp_path: Path) -> None:
+    """Between commits, shards report their phase and answers; jobs without a report are
+    queued (SLURM says PENDING) or starting."""
+    config = load_config("tiny", list(RECIPE))
+    store = start_run(config, tmp_path / "run")
+    plan = plan_first(store, config)
+    assert plan.shards == 5 and plan.inputs == 5
+    start = Progress.of(store, plan, clock=time.monotonic() - 30)
+    with store.open_shard(plan.step, 0) as writer:  # one input of one committed, 30 s ago
+        writer.write_chunk([], [], consumed=[r.id for r in store.read_inputs(plan.step, 0)])
+        writer.report(LiveProgress("generating", 5, 12, 300))
+    with store.open_shard(plan.step, 2) as writer:
+        writer.report(LiveProgress("loading model"))
+    out = io.StringIO()
+    driver = Driver(config, store, make_launcher("debug", config, store.root), out=out)
+    running, pending = JobState(True, "RUNNING"), JobState(True, "PENDING")
+    jobs = {0: running, 1: pending, 2: running, 3: running}
+    driver._show(plan, range(plan.shards), jobs, [4], start)
+    line = out.getvalue().strip()
+    assert line.startswith(
+        f"{plan.step}: shards 0/5 done, 1 generating, 1 loading model, 1 queued, 1 starting, "
+        "1 failed | 5/12 answered | 0 records | "
+    ), line
+    assert line.endswith(" | 10 tokens/s | 30 s, about 2 min left"), line  # 4 inputs, 30 s each
 
 
 def test_a_missing_model_stops_the_run_before_any_job_is_submitted(tmp_path: Path) -> None:

@@ -239,6 +239,19 @@ def test_a_prompt_that_cannot_fit_is_rejected_alone(
     )
 
 
+def test_a_call_reports_its_answers_and_their_tokens_as_they_finish(
+    tiny_engine: Engine,
+) -> None:
+    """What shards show the driver between their commits (vLLM's progress bar, counted)."""
+    reports: list[tuple[int, int, int]] = []
+    requests = [completion(f"p{i}", seed=i) for i in range(6)]
+    results = tiny_engine.generate(requests, answered=lambda *counts: reports.append(counts))
+    assert [answered for answered, _, _ in reports] == list(range(1, 7))
+    assert {asked for _, asked, _ in reports} == {6}
+    tokens = [count for _, _, count in reports]
+    assert tokens == sorted(tokens) and tokens[-1] == sum(r.completion_tokens for r in results)
+
+
 def test_run_answers_chunk_by_chunk(tiny_engine: Engine, tiny_config: Config) -> None:
     size = tiny_config.engine.chunk_size
     requests = [completion(f"c{i}", seed=i) for i in range(2 * size + 3)]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
-from laerebogen.store import RunStore, atomic_lines, iter_file_records
+from laerebogen.store import LiveProgress, RunStore, atomic_lines, iter_file_records
 from tests.helpers import hold_driver_lock, make_example, make_rejection
 
 
@@ -35,6 +35,20 @@ def write_shard(store: RunStore, stage: str, index: int, count: int, chunk: int 
                 completion_tokens=20 * len(ids),
             )
         writer.finish()
+
+
+def test_a_working_shard_reports_its_phase_until_it_finishes(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    assert store.live("grammar", 0) is None
+    with store.open_shard("grammar", 0) as writer:
+        writer.report(LiveProgress("loading model"))
+        assert store.live("grammar", 0) == LiveProgress("loading model")
+        writer.report(LiveProgress("generating", 5, 12, 300))
+        assert store.live("grammar", 0) == LiveProgress("generating", 5, 12, 300)
+        writer.write_chunk([make_example(1)], [], consumed=["in-1"])
+        writer.finish()
+    assert store.live("grammar", 0) is None
+    assert not store.output_paths("grammar", 0).live.exists()  # nothing left of it
 
 
 def test_written_shard_reads_back_with_counts_and_checksums(tmp_path: Path) -> None:
