@@ -2,9 +2,10 @@
 
 The card is rendered from the run's own figures (:class:`laerebogen.report.DatasetStats`) and
 its config, never from hand-kept text, so it cannot disagree with the data: models and
-sampling per stage, seed count, the funnel of every step with its rejection reasons, dedup
-counts, evolution generations and operations, the thresholds of the filtered version with why
-each is set, an example conversation, the plots, compute and limitations.
+sampling per stage, seed count, the funnel of every step with its rejection reasons and the
+records the generation target left out, dedup counts, evolution generations and operations, the
+thresholds of the filtered version with why each is set, an example conversation, the plots,
+compute and limitations.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
     prompts = sum(step.records_in for step in generation)
     parsed = sum(step.records_out for step in generation)
     kept = sum(step.kept or 0 for step in generation)
-    capped = max(0, kept - config.generation.target)
+    capped = sum(stats.left_out_by_target.values())
     rounds = len(generation)
     lines = [
         f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
@@ -195,6 +196,7 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
 
 
 def _funnel(stats: DatasetStats) -> str:
+    """A row per step; the last column only for base generation, whose target caps it."""
     rows = [
         [
             s.step,
@@ -203,10 +205,14 @@ def _funnel(stats: DatasetStats) -> str:
             _reasons(s.rejected),
             _reasons(s.merge_rejected),
             "-" if s.kept is None else s.kept,
+            stats.left_out_by_target.get(s.step, "-"),
         ]
         for s in stats.steps
     ]
-    header = ["step", "in", "out", "rejected in the shards", "rejected by the merge", "kept"]
+    header = [
+        "step", "in", "out", "rejected in the shards", "rejected by the merge", "kept",
+        "left out by the target",
+    ]  # fmt: skip
     return _table(header, rows)
 
 
@@ -324,7 +330,8 @@ def render_card(
         _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
         "### Funnel\n",
         "Records into each step, out of its shards and kept by its merge, with every rejection "
-        "reason:\n",
+        "reason, and the records base generation kept beyond its target (left out before the "
+        "next step):\n",
         _funnel(stats) + "\n",
         f"![Funnel per step]({plot['funnel']})\n",
         "### Evolution\n",

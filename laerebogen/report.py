@@ -1,11 +1,12 @@
 """``laerebogen report``: the figures of a finished run as ``stats.json`` and PNG plots.
 
 The numbers are what a dataset card needs and what a user checks before trusting a run: the
-funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept),
-the dataset's shape (words per message by role, turns, origins, evolution generations and
-operations) and its quality scores (LIX, Danish confidence) with the filtered version's
-thresholds and how many conversations each one removed. Everything is computed from the run's
-state files and one pass over the final records; the same run gives the same bytes.
+funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept,
+and the base-generation records the target left out), the dataset's shape (words per message
+by role, turns, origins, evolution generations and operations) and its quality scores (LIX,
+Danish confidence) with the filtered version's thresholds and how many conversations each one
+removed. Everything is computed from the run's state files and one pass over the final
+records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
 node) and saved without timestamps, so they too are reproducible.
@@ -70,6 +71,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
     danish_confidence: Distribution
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
+    left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
     total: RunTotals
     plots: dict[str, str]  # plot name -> path relative to stats.json
 
@@ -134,6 +136,21 @@ def _keyed(counts: Counter[int] | Counter[str]) -> dict[str, int]:
     return {str(key): counts[key] for key in sorted(counts)}  # type: ignore[type-var]
 
 
+def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int]:
+    """Per base-generation step, its kept records that did not go on because the rounds
+    overshot the target: what the rounds kept minus what the first later step took in (or,
+    with no later step, the ``final`` dataset's size). The cut is taken from the last
+    rounds, as the run takes the records in round order."""
+    generation = [step for step in steps if step.stage == "generation"]
+    later = [step.records_in for step in steps if step.stage != "generation"]
+    surplus = sum(step.kept or 0 for step in generation) - (later[0] if later else final)
+    left_out: dict[str, int] = {}
+    for step in reversed(generation):
+        left_out[step.step] = min(max(surplus, 0), step.kept or 0)
+        surplus -= left_out[step.step]
+    return dict(reversed(left_out.items()))
+
+
 def collect(
     store: RunStore, config: Config, records: Iterable[Example]
 ) -> tuple[DatasetStats, _Samples]:
@@ -162,6 +179,7 @@ def collect(
         danish_confidence=distribution(samples.confidence),
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
+        left_out_by_target=left_out_by_target(steps, samples.count),
         total=run_totals,
         plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS},
     )
@@ -229,20 +247,26 @@ def plot_evolution(stats: DatasetStats) -> bytes:
 
 
 def plot_funnel(stats: DatasetStats) -> bytes:
-    """Per step: records in, records out of the shards, records kept by the merge."""
+    """Per step: records in, out of the shards, kept by the merge, and (when any were) left
+    out by the generation target."""
     import numpy as np
 
     steps = [status.step for status in stats.steps]
     height = max(3.0, 0.45 * len(steps) + 1.5)
     figure, (axes,) = _figure(width=8.0, height=height)
     rows = np.arange(len(steps))
-    series = (
+    series = [
         ("in", [s.records_in for s in stats.steps], "#9aa5b1"),
         ("out of the shards", [s.records_out for s in stats.steps], "#4c72b0"),
         ("kept by the merge", [s.kept or 0 for s in stats.steps], "#55a868"),
-    )
-    for offset, (label, values, color) in zip((-0.27, 0.0, 0.27), series, strict=True):
-        axes.barh(rows + offset, values, height=0.27, label=label, color=color)
+    ]
+    left_out = [stats.left_out_by_target.get(step, 0) for step in steps]
+    if any(left_out):
+        series.append(("left out by the target", left_out, "#c44e52"))
+    bar = 0.81 / len(series)
+    for position, (label, values, color) in enumerate(series):
+        offset = (position - (len(series) - 1) / 2) * bar
+        axes.barh(rows + offset, values, height=bar, label=label, color=color)
     axes.set_yticks(rows, steps)
     axes.invert_yaxis()
     axes.set_xlabel("records")

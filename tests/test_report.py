@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 from datasets import load_dataset
@@ -18,7 +19,14 @@ from laerebogen.config import load_config
 from laerebogen.errors import StoreError
 from laerebogen.plan import MergeResult, merge_file
 from laerebogen.publish import publish
-from laerebogen.report import PLOTS, STATS_FILE, distribution, write_report
+from laerebogen.report import (
+    PLOTS,
+    STATS_FILE,
+    collect,
+    distribution,
+    left_out_by_target,
+    write_report,
+)
 from laerebogen.store import RunStore
 from tests.finished_run import OVERRIDES, PASSING, final_conversations, finished_run, read_lines
 
@@ -69,6 +77,7 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
     ]
     assert stats["steps"][0]["merge_rejected"] == {"near_duplicate": 2}
     assert stats["dedup"] == {"near_duplicate": 2, "duplicate_id": 0}
+    assert stats["left_out_by_target"] == {"generation-01": 0}  # 4 kept, target 24
     assert set(stats["plots"]) == set(PLOTS)
 
 
@@ -102,6 +111,35 @@ def test_an_empty_dataset_still_gets_stats_and_plots(tmp_path: Path) -> None:
     assert report.stats.conversations == report.stats.filtered == 0
     assert report.stats.lix == distribution([])
     assert all(path.read_bytes().startswith(PNG_SIGNATURE) for path in report.plot_paths.values())
+
+
+def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) -> None:
+    # Generation kept 4 records, the target takes 3 into the follow-ups.
+    store, config = finished_run(tmp_path, overrides=["generation.target=3"])
+    published = publish(store, config)
+    assert published.report.stats.left_out_by_target == {"generation-01": 1}
+    card = published.card.read_text(encoding="utf-8")
+    assert "| kept | left out by the target |" in card
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+    assert "| followups | 3 | 0 | - | - | 6 | - |" in card
+    assert "4 kept after screening and deduplication (target 3; 1 left out by the target)." in card
+    # Counted from the run's steps, not from the config's target.
+    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+
+
+def test_the_target_cuts_the_last_rounds_records(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    first, followups = collect(store, config, [])[0].steps
+    second = msgspec.structs.replace(first, step="generation-02", kept=5)
+    took = msgspec.structs.replace(followups, records_in=7)
+    assert left_out_by_target([first, second, took], 0) == {
+        "generation-01": 0,
+        "generation-02": 2,
+    }
+    # With no later step the dataset holds what went on.
+    assert left_out_by_target([first, second], 6) == {"generation-01": 0, "generation-02": 3}
+    assert left_out_by_target([first], 4) == {"generation-01": 0}
 
 
 def test_distribution_interpolates_percentiles() -> None:
@@ -165,9 +203,10 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
     card = publish(store, config).card.read_text(encoding="utf-8")
     assert "**6** conversations (**2** in the filtered version)" in card
     assert "from 176 hand-written Danish seed tasks" in card
-    # Funnel rows: step, in, out of the shards (none written here), rejections, kept.
-    assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 |" in card
-    assert "| followups | 4 | 0 | - | - | 6 |" in card
+    # Funnel rows: step, in, out of the shards (none written here), rejections, kept, left
+    # out by the target (base generation only).
+    assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 | 0 |" in card
+    assert "| followups | 4 | 0 | - | - | 6 | - |" in card
     assert "2 near-duplicates and 0 duplicate ids removed" in card
     # How it was made: what this run did, step by step, not what the recipe intends.
     assert "prompts of 3 random seeds in 1 round asked the pretrained model" in card
