@@ -9,7 +9,7 @@ removed. Everything is computed from the run's state files and one pass over the
 records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
-node) and saved without timestamps, so they too are reproducible.
+node) and saved without timestamps, so they too are reproducible. Count axes have integer ticks.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -31,6 +32,11 @@ from laerebogen.records import Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.store import RunStore, atomic_write
+
+if TYPE_CHECKING:  # matplotlib is imported only to draw
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
 
 STATS_FILE = "stats.json"
 PLOTS_DIR = "plots"
@@ -189,31 +195,39 @@ def collect(
 # ---------------------------------------------------------------- plots
 
 
-def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0):  # type: ignore[no-untyped-def]
+def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width * columns, height), dpi=PLOT_DPI, layout="constrained")
     return figure, [figure.add_subplot(1, columns, index + 1) for index in range(columns)]
 
 
-def _png(figure) -> bytes:  # type: ignore[no-untyped-def]
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 
-def _bars(axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:  # type: ignore[no-untyped-def]
+def _counts_on(axis: Axis) -> None:
+    """Integer ticks on an axis of counts (there is no half a conversation)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _bars(axes: Axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:
     labels = list(counts) or ["(none)"]
     values = list(counts.values()) or [0]
     axes.bar(labels, values, color="#4c72b0")
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel("conversations")
+    _counts_on(axes.yaxis)
     for label in axes.get_xticklabels():
         label.set_rotation(20 if len(labels) > 4 else 0)
 
 
-def plot_lengths(samples: _Samples) -> bytes:
+def plot_lengths(samples: _Samples) -> Figure:
     """Words per message by role, on a log scale (answers run from one line to pages)."""
     import numpy as np
 
@@ -227,26 +241,27 @@ def plot_lengths(samples: _Samples) -> bytes:
     axes.set_title("Words per message")
     axes.set_xlabel("words (log scale)")
     axes.set_ylabel("messages")
+    _counts_on(axes.yaxis)
     axes.legend()
-    return _png(figure)
+    return figure
 
 
-def plot_turns(stats: DatasetStats) -> bytes:
+def plot_turns(stats: DatasetStats) -> Figure:
     """Conversations by their number of user turns."""
     figure, (axes,) = _figure()
     _bars(axes, stats.turns, "Turns per conversation", "user turns")
-    return _png(figure)
+    return figure
 
 
-def plot_evolution(stats: DatasetStats) -> bytes:
+def plot_evolution(stats: DatasetStats) -> Figure:
     """Conversations by evolution generation and by the operation that made them."""
     figure, (left, right) = _figure(columns=2, width=5.5)
     _bars(left, stats.generations, "Evolution generation", "generation (0: not evolved)")
     _bars(right, stats.operations, "Evolution operation", "")
-    return _png(figure)
+    return figure
 
 
-def plot_funnel(stats: DatasetStats) -> bytes:
+def plot_funnel(stats: DatasetStats) -> Figure:
     """Per step: records in, out of the shards, kept by the merge, and (when any were) left
     out by the generation target."""
     import numpy as np
@@ -270,12 +285,13 @@ def plot_funnel(stats: DatasetStats) -> bytes:
     axes.set_yticks(rows, steps)
     axes.invert_yaxis()
     axes.set_xlabel("records")
+    _counts_on(axes.xaxis)
     axes.set_title("Funnel per step")
     axes.legend(loc="lower right")
-    return _png(figure)
+    return figure
 
 
-def plot_language(samples: _Samples, stats: DatasetStats) -> bytes:
+def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
     """Danish confidence of the conversations, with the filtered version's threshold."""
     figure, (axes,) = _figure()
     axes.hist(samples.confidence or [0.0], bins=40, range=(0.0, 1.0), color="#4c72b0")
@@ -286,10 +302,11 @@ def plot_language(samples: _Samples, stats: DatasetStats) -> bytes:
     axes.set_title("Danish confidence (lingua)")
     axes.set_xlabel("confidence")
     axes.set_ylabel("conversations")
-    return _png(figure)
+    _counts_on(axes.yaxis)
+    return figure
 
 
-def plot_lix(samples: _Samples, stats: DatasetStats) -> bytes:
+def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
     """LIX of the answers, with the filtered version's bounds."""
     figure, (axes,) = _figure()
     axes.hist(samples.lix or [0.0], bins=40, color="#4c72b0")
@@ -299,22 +316,29 @@ def plot_lix(samples: _Samples, stats: DatasetStats) -> bytes:
     axes.set_title("LIX of the answers (dashed: the filtered version's bounds)")
     axes.set_xlabel("LIX")
     axes.set_ylabel("conversations")
-    return _png(figure)
+    _counts_on(axes.yaxis)
+    return figure
 
 
 PLOTS = ("funnel", "lengths", "turns", "evolution", "language", "lix")
 
 
+def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
+    """Every plot of :data:`PLOTS` as a matplotlib figure."""
+    draw_plot: dict[str, Callable[[], Figure]] = {
+        "funnel": lambda: plot_funnel(stats),
+        "lengths": lambda: plot_lengths(samples),
+        "turns": lambda: plot_turns(stats),
+        "evolution": lambda: plot_evolution(stats),
+        "language": lambda: plot_language(samples, stats),
+        "lix": lambda: plot_lix(samples, stats),
+    }
+    return {name: draw_plot[name]() for name in PLOTS}
+
+
 def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
     """Every plot of :data:`PLOTS` as PNG bytes."""
-    return {
-        "funnel": plot_funnel(stats),
-        "lengths": plot_lengths(samples),
-        "turns": plot_turns(stats),
-        "evolution": plot_evolution(stats),
-        "language": plot_language(samples, stats),
-        "lix": plot_lix(samples, stats),
-    }
+    return {name: _png(figure) for name, figure in figures(stats, samples).items()}
 
 
 # ---------------------------------------------------------------- the report

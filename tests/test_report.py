@@ -17,13 +17,14 @@ from matplotlib.image import imread
 from laerebogen.card import made_with_gemma, size_category
 from laerebogen.config import load_config
 from laerebogen.errors import StoreError
-from laerebogen.plan import MergeResult, merge_file
+from laerebogen.plan import MergeResult, final_records, merge_file
 from laerebogen.publish import publish
 from laerebogen.report import (
     PLOTS,
     STATS_FILE,
     collect,
     distribution,
+    figures,
     left_out_by_target,
     write_report,
 )
@@ -111,6 +112,20 @@ def test_an_empty_dataset_still_gets_stats_and_plots(tmp_path: Path) -> None:
     assert report.stats.conversations == report.stats.filtered == 0
     assert report.stats.lix == distribution([])
     assert all(path.read_bytes().startswith(PNG_SIGNATURE) for path in report.plot_paths.values())
+
+
+def test_count_axes_have_integer_ticks(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    stats, samples = collect(store, config, final_records(store, config))
+    checked = []
+    for name, figure in figures(stats, samples).items():
+        for axes in figure.axes:
+            for axis, label in ((axes.xaxis, axes.get_xlabel()), (axes.yaxis, axes.get_ylabel())):
+                if label in ("conversations", "messages", "records"):
+                    ticks = axis.get_ticklocs()
+                    assert len(ticks) > 1 and all(tick == round(tick) for tick in ticks), name
+                    checked.append(axes.get_title())
+    assert len(checked) == 7  # every panel has one count axis
 
 
 def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) -> None:
