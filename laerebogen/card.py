@@ -4,8 +4,8 @@ The card is rendered from the run's own figures (:class:`laerebogen.report.Datas
 its config, never from hand-kept text, so it cannot disagree with the data: models and
 sampling per stage, seed count, the funnel of every step with its rejection reasons and the
 records the generation target left out, dedup counts, evolution generations and operations, the
-thresholds of the filtered version with why each is set, an example conversation, the plots,
-compute and limitations.
+thresholds of the filtered version with why each is set, an example conversation, the plots (a
+sentence in place of a panel without data), compute and limitations.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from laerebogen.filters import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.plan import later_steps
 from laerebogen.records import Message
-from laerebogen.report import DatasetStats
+from laerebogen.report import PANELS, DatasetStats
 from laerebogen.status import StepStatus
 
 CARD_FILE = "README.md"
@@ -216,6 +216,18 @@ def _funnel(stats: DatasetStats) -> str:
     return _table(header, rows)
 
 
+def _plot(stats: DatasetStats, plot: str, alt: str) -> str:
+    """The image of ``plot`` (when it has data), and a sentence for each panel of it left
+    out for having none."""
+    lines = [f"![{alt}]({stats.plots[plot]})"] if plot in stats.plots else []
+    lines += [
+        f'No "{PANELS[name].title}" panel: the run has no {PANELS[name].missing}.'
+        for name in stats.omitted
+        if PANELS[name].plot == plot
+    ]
+    return "\n\n".join(lines) + "\n"
+
+
 def _screen(config: Config) -> str:
     """The rules every merge job screened the records with, from the run's config."""
     banned = config.filters.banned_words
@@ -287,7 +299,6 @@ def render_card(
 ) -> str:
     """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
     the data files' names, ``example`` is the conversation shown."""
-    plot = stats.plots
     gemma = made_with_gemma(config)
     models = sorted(set(stats.models.values()))
     total = stats.total
@@ -311,13 +322,13 @@ def render_card(
         f"`{complete}` (complete), `{filtered}` (filtered). For example:\n",
         _example(example) + "\n",
         _counts(stats.turns, "user turns") + "\n",
-        f"![Turns per conversation]({plot['turns']})\n",
+        _plot(stats, "turns", "Turns per conversation"),
         _table(
             ["role", "messages", "mean words", "median", "10th percentile", "90th percentile"],
             [[role, d.count, d.mean, d.median, d.p10, d.p90] for role, d in words.items()],
         )
         + "\n",
-        f"![Words per message]({plot['lengths']})\n",
+        _plot(stats, "lengths", "Words per message"),
         "## How it was made\n",
         _how_it_was_made(stats, config),
         "After every step a merge job screens the records again and removes near-duplicates: "
@@ -333,7 +344,7 @@ def render_card(
         "reason, and the records base generation kept beyond its target (left out before the "
         "next step):\n",
         _funnel(stats) + "\n",
-        f"![Funnel per step]({plot['funnel']})\n",
+        _plot(stats, "funnel", "Funnel per step"),
         "### Evolution\n",
         "Conversations by evolution generation (0: not evolved) and by the operation that "
         "made them:\n",
@@ -346,7 +357,7 @@ def render_card(
             if evolution_steps
             else ""
         ),
-        f"![Evolution generations and operations]({plot['evolution']})\n",
+        _plot(stats, "evolution", "Evolution generations and operations"),
         "## Quality scores and the filtered version\n",
         "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
         "words per sentence plus the share of words longer than 6 letters), words per role, "
@@ -361,8 +372,8 @@ def render_card(
         f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "
         f"{stats.lix.p10}-{stats.lix.p90}. Danish confidence: median "
         f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",
-        f"![LIX]({plot['lix']})\n",
-        f"![Danish confidence]({plot['language']})\n",
+        _plot(stats, "lix", "LIX"),
+        _plot(stats, "language", "Danish confidence"),
         "## Compute\n",
         f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
         f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "

@@ -9,7 +9,9 @@ removed. Everything is computed from the run's state files and one pass over the
 records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
-node) and saved without timestamps, so they too are reproducible. Count axes have integer ticks.
+node) and saved without timestamps, so they too are reproducible. Count axes have integer ticks;
+a panel with no data is left out (a plot with none is not drawn), and ``stats.json`` names it so
+the card can say so.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -43,6 +45,27 @@ PLOTS_DIR = "plots"
 PLOT_DPI = 100
 DEDUP_REASONS = ("near_duplicate", "duplicate_id")
 ROLES = ("user", "assistant")
+
+
+class Panel(NamedTuple):
+    """One chart of a plot: the plot (PNG file) it is in, its title, and what the run lacks
+    when it is empty."""
+
+    plot: str
+    title: str
+    missing: str
+
+
+PANELS = {
+    "funnel": Panel("funnel", "Funnel per step", "steps"),
+    "lengths": Panel("lengths", "Words per message", "messages"),
+    "turns": Panel("turns", "Turns per conversation", "conversations"),
+    "generations": Panel("evolution", "Evolution generation", "conversations"),
+    "operations": Panel("evolution", "Evolution operation", "evolved conversations"),
+    "language": Panel("language", "Danish confidence (lingua)", "language-judged conversations"),
+    "lix": Panel("lix", "LIX of the answers", "conversations"),
+}
+PLOTS = tuple(dict.fromkeys(panel.plot for panel in PANELS.values()))
 
 
 class Distribution(msgspec.Struct, frozen=True):
@@ -79,7 +102,8 @@ class DatasetStats(msgspec.Struct, frozen=True):
     steps: list[StepStatus]
     left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
     total: RunTotals
-    plots: dict[str, str]  # plot name -> path relative to stats.json
+    plots: dict[str, str]  # plot name -> path relative to stats.json; only plots with data
+    omitted: list[str]  # panels of :data:`PANELS` left out: the run has no data for them
 
 
 class _Samples:
@@ -157,6 +181,20 @@ def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int
     return dict(reversed(left_out.items()))
 
 
+def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
+    """The panels of :data:`PANELS` with nothing to show."""
+    sizes = {
+        "funnel": len(steps),
+        "lengths": sum(len(words) for words in samples.words.values()),
+        "turns": samples.count,
+        "generations": samples.count,
+        "operations": samples.operations.total(),
+        "language": len(samples.confidence),
+        "lix": len(samples.lix),
+    }
+    return [name for name in PANELS if not sizes[name]]
+
+
 def collect(
     store: RunStore, config: Config, records: Iterable[Example]
 ) -> tuple[DatasetStats, _Samples]:
@@ -167,6 +205,8 @@ def collect(
         samples.add(record, filters)
     steps = run_status(store.root)
     run_totals = totals(steps)
+    omitted = empty_panels(samples, steps)
+    drawn = {panel.plot for name, panel in PANELS.items() if name not in omitted}
     stats = DatasetStats(
         name=config.name,
         seed=config.seed,
@@ -187,7 +227,8 @@ def collect(
         steps=steps,
         left_out_by_target=left_out_by_target(steps, samples.count),
         total=run_totals,
-        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS},
+        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS if name in drawn},
+        omitted=omitted,
     )
     return stats, samples
 
@@ -216,15 +257,13 @@ def _counts_on(axis: Axis) -> None:
 
 
 def _bars(axes: Axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:
-    labels = list(counts) or ["(none)"]
-    values = list(counts.values()) or [0]
-    axes.bar(labels, values, color="#4c72b0")
+    axes.bar(list(counts), list(counts.values()), color="#4c72b0")
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel("conversations")
     _counts_on(axes.yaxis)
     for label in axes.get_xticklabels():
-        label.set_rotation(20 if len(labels) > 4 else 0)
+        label.set_rotation(20 if len(counts) > 4 else 0)
 
 
 def plot_lengths(samples: _Samples) -> Figure:
@@ -238,7 +277,7 @@ def plot_lengths(samples: _Samples) -> Figure:
         values = [max(value, 1) for value in samples.words[role]]
         axes.hist(values, bins=bins, histtype="step", linewidth=2, label=role, color=color)
     axes.set_xscale("log")
-    axes.set_title("Words per message")
+    axes.set_title(PANELS["lengths"].title)
     axes.set_xlabel("words (log scale)")
     axes.set_ylabel("messages")
     _counts_on(axes.yaxis)
@@ -249,15 +288,24 @@ def plot_lengths(samples: _Samples) -> Figure:
 def plot_turns(stats: DatasetStats) -> Figure:
     """Conversations by their number of user turns."""
     figure, (axes,) = _figure()
-    _bars(axes, stats.turns, "Turns per conversation", "user turns")
+    _bars(axes, stats.turns, PANELS["turns"].title, "user turns")
     return figure
 
 
 def plot_evolution(stats: DatasetStats) -> Figure:
-    """Conversations by evolution generation and by the operation that made them."""
-    figure, (left, right) = _figure(columns=2, width=5.5)
-    _bars(left, stats.generations, "Evolution generation", "generation (0: not evolved)")
-    _bars(right, stats.operations, "Evolution operation", "")
+    """Conversations by evolution generation and by the operation that made them; a panel
+    without data (no conversation evolved) is left out."""
+    panels = [
+        (PANELS[name].title, counts, xlabel)
+        for name, counts, xlabel in (
+            ("generations", stats.generations, "generation (0: not evolved)"),
+            ("operations", stats.operations, ""),
+        )
+        if name not in stats.omitted
+    ]
+    figure, axes = _figure(columns=len(panels), width=5.5)
+    for chart, (title, counts, xlabel) in zip(axes, panels, strict=True):
+        _bars(chart, counts, title, xlabel)
     return figure
 
 
@@ -286,7 +334,7 @@ def plot_funnel(stats: DatasetStats) -> Figure:
     axes.invert_yaxis()
     axes.set_xlabel("records")
     _counts_on(axes.xaxis)
-    axes.set_title("Funnel per step")
+    axes.set_title(PANELS["funnel"].title)
     axes.legend(loc="lower right")
     return figure
 
@@ -294,12 +342,12 @@ def plot_funnel(stats: DatasetStats) -> Figure:
 def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
     """Danish confidence of the conversations, with the filtered version's threshold."""
     figure, (axes,) = _figure()
-    axes.hist(samples.confidence or [0.0], bins=40, range=(0.0, 1.0), color="#4c72b0")
+    axes.hist(samples.confidence, bins=40, range=(0.0, 1.0), color="#4c72b0")
     threshold = stats.filters.get(f"min_{LANGUAGE_SCORE}")
     if threshold is not None:
         axes.axvline(threshold, color="#c44e52", linestyle="--", label="filtered version")
         axes.legend(loc="upper left")
-    axes.set_title("Danish confidence (lingua)")
+    axes.set_title(PANELS["language"].title)
     axes.set_xlabel("confidence")
     axes.set_ylabel("conversations")
     _counts_on(axes.yaxis)
@@ -309,22 +357,19 @@ def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
 def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
     """LIX of the answers, with the filtered version's bounds."""
     figure, (axes,) = _figure()
-    axes.hist(samples.lix or [0.0], bins=40, color="#4c72b0")
+    axes.hist(samples.lix, bins=40, color="#4c72b0")
     for name in ("min_lix", "max_lix"):
         if name in stats.filters:
             axes.axvline(stats.filters[name], color="#c44e52", linestyle="--")
-    axes.set_title("LIX of the answers (dashed: the filtered version's bounds)")
+    axes.set_title(f"{PANELS['lix'].title} (dashed: the filtered version's bounds)")
     axes.set_xlabel("LIX")
     axes.set_ylabel("conversations")
     _counts_on(axes.yaxis)
     return figure
 
 
-PLOTS = ("funnel", "lengths", "turns", "evolution", "language", "lix")
-
-
 def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
-    """Every plot of :data:`PLOTS` as a matplotlib figure."""
+    """The plots of ``stats.plots`` (those with data) as matplotlib figures."""
     draw_plot: dict[str, Callable[[], Figure]] = {
         "funnel": lambda: plot_funnel(stats),
         "lengths": lambda: plot_lengths(samples),
@@ -333,11 +378,11 @@ def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
         "language": lambda: plot_language(samples, stats),
         "lix": lambda: plot_lix(samples, stats),
     }
-    return {name: draw_plot[name]() for name in PLOTS}
+    return {name: draw_plot[name]() for name in stats.plots}
 
 
 def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
-    """Every plot of :data:`PLOTS` as PNG bytes."""
+    """The plots of ``stats.plots`` as PNG bytes."""
     return {name: _png(figure) for name, figure in figures(stats, samples).items()}
 
 
@@ -365,6 +410,8 @@ def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -
         name: atomic_write(directory / stats.plots[name], png)
         for name, png in draw(stats, samples).items()
     }
+    for name in set(PLOTS) - set(plot_paths):  # no data now: no plot of an earlier report
+        (directory / PLOTS_DIR / f"{name}.png").unlink(missing_ok=True)
     return Report(stats, stats_path, plot_paths)
 
 
