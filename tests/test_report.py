@@ -161,6 +161,9 @@ def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) ->
     assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
     assert "| followups | 3 | 0 | - | - | 6 | - |" in card
     assert "4 kept after screening and deduplication (target 3; 1 left out by the target)." in card
+    stats, samples = collect(store, config, final_records(store, config))
+    legend = figures(stats, samples)["funnel"].axes[0].get_legend_handles_labels()[1]
+    assert legend == ["in", "out of the shards", "kept by the merge", "left out by the target"]
     # Counted from the run's steps, not from the config's target.
     card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
     assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
