@@ -2,9 +2,10 @@
 
 The card is rendered from the run's own figures (:class:`laerebogen.report.DatasetStats`) and
 its config, never from hand-kept text, so it cannot disagree with the data: models and
-sampling per stage, seed count, the funnel of every step with its rejection reasons, dedup
-counts, evolution generations and operations, the thresholds of the filtered version with why
-each is set, an example conversation, the plots, compute and limitations.
+sampling per stage, seed count, the funnel of every step with its rejection reasons and the
+records the generation target left out, dedup counts, evolution generations and operations, the
+thresholds of the filtered version with why each is set, an example conversation, the plots (a
+sentence in place of a panel without data), compute and limitations.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from laerebogen.filters import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.plan import later_steps
 from laerebogen.records import Message
-from laerebogen.report import DatasetStats
+from laerebogen.report import PANELS, DatasetStats
 from laerebogen.status import StepStatus
 
 CARD_FILE = "README.md"
@@ -138,7 +139,7 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
     prompts = sum(step.records_in for step in generation)
     parsed = sum(step.records_out for step in generation)
     kept = sum(step.kept or 0 for step in generation)
-    capped = max(0, kept - config.generation.target)
+    capped = sum(stats.left_out_by_target.values())
     rounds = len(generation)
     lines = [
         f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
@@ -195,6 +196,7 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
 
 
 def _funnel(stats: DatasetStats) -> str:
+    """A row per step; the last column only for base generation, whose target caps it."""
     rows = [
         [
             s.step,
@@ -203,11 +205,27 @@ def _funnel(stats: DatasetStats) -> str:
             _reasons(s.rejected),
             _reasons(s.merge_rejected),
             "-" if s.kept is None else s.kept,
+            stats.left_out_by_target.get(s.step, "-"),
         ]
         for s in stats.steps
     ]
-    header = ["step", "in", "out", "rejected in the shards", "rejected by the merge", "kept"]
+    header = [
+        "step", "in", "out", "rejected in the shards", "rejected by the merge", "kept",
+        "left out by the target",
+    ]  # fmt: skip
     return _table(header, rows)
+
+
+def _plot(stats: DatasetStats, plot: str, alt: str) -> str:
+    """The image of ``plot`` (when it has data), and a sentence for each panel of it left
+    out for having none."""
+    lines = [f"![{alt}]({stats.plots[plot]})"] if plot in stats.plots else []
+    lines += [
+        f'No "{PANELS[name].title}" panel: the run has no {PANELS[name].missing}.'
+        for name in stats.omitted
+        if PANELS[name].plot == plot
+    ]
+    return "\n\n".join(lines) + "\n"
 
 
 def _screen(config: Config) -> str:
@@ -281,7 +299,6 @@ def render_card(
 ) -> str:
     """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
     the data files' names, ``example`` is the conversation shown."""
-    plot = stats.plots
     gemma = made_with_gemma(config)
     models = sorted(set(stats.models.values()))
     total = stats.total
@@ -305,13 +322,13 @@ def render_card(
         f"`{complete}` (complete), `{filtered}` (filtered). For example:\n",
         _example(example) + "\n",
         _counts(stats.turns, "user turns") + "\n",
-        f"![Turns per conversation]({plot['turns']})\n",
+        _plot(stats, "turns", "Turns per conversation"),
         _table(
             ["role", "messages", "mean words", "median", "10th percentile", "90th percentile"],
             [[role, d.count, d.mean, d.median, d.p10, d.p90] for role, d in words.items()],
         )
         + "\n",
-        f"![Words per message]({plot['lengths']})\n",
+        _plot(stats, "lengths", "Words per message"),
         "## How it was made\n",
         _how_it_was_made(stats, config),
         "After every step a merge job screens the records again and removes near-duplicates: "
@@ -324,9 +341,10 @@ def render_card(
         _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
         "### Funnel\n",
         "Records into each step, out of its shards and kept by its merge, with every rejection "
-        "reason:\n",
+        "reason, and the records base generation kept beyond its target (left out before the "
+        "next step):\n",
         _funnel(stats) + "\n",
-        f"![Funnel per step]({plot['funnel']})\n",
+        _plot(stats, "funnel", "Funnel per step"),
         "### Evolution\n",
         "Conversations by evolution generation (0: not evolved) and by the operation that "
         "made them:\n",
@@ -339,7 +357,7 @@ def render_card(
             if evolution_steps
             else ""
         ),
-        f"![Evolution generations and operations]({plot['evolution']})\n",
+        _plot(stats, "evolution", "Evolution generations and operations"),
         "## Quality scores and the filtered version\n",
         "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
         "words per sentence plus the share of words longer than 6 letters), words per role, "
@@ -354,8 +372,8 @@ def render_card(
         f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "
         f"{stats.lix.p10}-{stats.lix.p90}. Danish confidence: median "
         f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",
-        f"![LIX]({plot['lix']})\n",
-        f"![Danish confidence]({plot['language']})\n",
+        _plot(stats, "lix", "LIX"),
+        _plot(stats, "language", "Danish confidence"),
         "## Compute\n",
         f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
         f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "

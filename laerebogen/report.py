@@ -1,14 +1,17 @@
 """``laerebogen report``: the figures of a finished run as ``stats.json`` and PNG plots.
 
 The numbers are what a dataset card needs and what a user checks before trusting a run: the
-funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept),
-the dataset's shape (words per message by role, turns, origins, evolution generations and
-operations) and its quality scores (LIX, Danish confidence) with the filtered version's
-thresholds and how many conversations each one removed. Everything is computed from the run's
-state files and one pass over the final records; the same run gives the same bytes.
+funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept,
+and the base-generation records the target left out), the dataset's shape (words per message
+by role, turns, origins, evolution generations and operations) and its quality scores (LIX,
+Danish confidence) with the filtered version's thresholds and how many conversations each one
+removed. Everything is computed from the run's state files and one pass over the final
+records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
-node) and saved without timestamps, so they too are reproducible.
+node) and saved without timestamps, so they too are reproducible. Count axes have integer ticks;
+a panel with no data is left out (a plot with none is not drawn), and ``stats.json`` names it so
+the card can say so.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import io
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -31,11 +35,37 @@ from laerebogen.seeds import SEED_STAGE
 from laerebogen.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.store import RunStore, atomic_write
 
+if TYPE_CHECKING:  # matplotlib is imported only to draw
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
 STATS_FILE = "stats.json"
 PLOTS_DIR = "plots"
 PLOT_DPI = 100
 DEDUP_REASONS = ("near_duplicate", "duplicate_id")
 ROLES = ("user", "assistant")
+
+
+class Panel(NamedTuple):
+    """One chart of a plot: the plot (PNG file) it is in, its title, and what the run lacks
+    when it is empty."""
+
+    plot: str
+    title: str
+    missing: str
+
+
+PANELS = {
+    "funnel": Panel("funnel", "Funnel per step", "steps"),
+    "lengths": Panel("lengths", "Words per message", "messages"),
+    "turns": Panel("turns", "Turns per conversation", "conversations"),
+    "generations": Panel("evolution", "Evolution generation", "conversations"),
+    "operations": Panel("evolution", "Evolution operation", "evolved conversations"),
+    "language": Panel("language", "Danish confidence (lingua)", "language-judged conversations"),
+    "lix": Panel("lix", "LIX of the answers", "conversations"),
+}
+PLOTS = tuple(dict.fromkeys(panel.plot for panel in PANELS.values()))
 
 
 class Distribution(msgspec.Struct, frozen=True):
@@ -70,8 +100,10 @@ class DatasetStats(msgspec.Struct, frozen=True):
     danish_confidence: Distribution
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
+    left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
     total: RunTotals
-    plots: dict[str, str]  # plot name -> path relative to stats.json
+    plots: dict[str, str]  # plot name -> path relative to stats.json; only plots with data
+    omitted: list[str]  # panels of :data:`PANELS` left out: the run has no data for them
 
 
 class _Samples:
@@ -134,6 +166,35 @@ def _keyed(counts: Counter[int] | Counter[str]) -> dict[str, int]:
     return {str(key): counts[key] for key in sorted(counts)}  # type: ignore[type-var]
 
 
+def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int]:
+    """Per base-generation step, its kept records that did not go on because the rounds
+    overshot the target: what the rounds kept minus what the first later step took in (or,
+    with no later step, the ``final`` dataset's size). The cut is taken from the last
+    rounds, as the run takes the records in round order."""
+    generation = [step for step in steps if step.stage == "generation"]
+    later = [step.records_in for step in steps if step.stage != "generation"]
+    surplus = sum(step.kept or 0 for step in generation) - (later[0] if later else final)
+    left_out: dict[str, int] = {}
+    for step in reversed(generation):
+        left_out[step.step] = min(max(surplus, 0), step.kept or 0)
+        surplus -= left_out[step.step]
+    return dict(reversed(left_out.items()))
+
+
+def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
+    """The panels of :data:`PANELS` with nothing to show."""
+    sizes = {
+        "funnel": len(steps),
+        "lengths": sum(len(words) for words in samples.words.values()),
+        "turns": samples.count,
+        "generations": samples.count,
+        "operations": samples.operations.total(),
+        "language": len(samples.confidence),
+        "lix": len(samples.lix),
+    }
+    return [name for name in PANELS if not sizes[name]]
+
+
 def collect(
     store: RunStore, config: Config, records: Iterable[Example]
 ) -> tuple[DatasetStats, _Samples]:
@@ -144,6 +205,8 @@ def collect(
         samples.add(record, filters)
     steps = run_status(store.root)
     run_totals = totals(steps)
+    omitted = empty_panels(samples, steps)
+    drawn = {panel.plot for name, panel in PANELS.items() if name not in omitted}
     stats = DatasetStats(
         name=config.name,
         seed=config.seed,
@@ -162,8 +225,10 @@ def collect(
         danish_confidence=distribution(samples.confidence),
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
+        left_out_by_target=left_out_by_target(steps, samples.count),
         total=run_totals,
-        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS},
+        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS if name in drawn},
+        omitted=omitted,
     )
     return stats, samples
 
@@ -171,31 +236,37 @@ def collect(
 # ---------------------------------------------------------------- plots
 
 
-def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0):  # type: ignore[no-untyped-def]
+def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width * columns, height), dpi=PLOT_DPI, layout="constrained")
     return figure, [figure.add_subplot(1, columns, index + 1) for index in range(columns)]
 
 
-def _png(figure) -> bytes:  # type: ignore[no-untyped-def]
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 
-def _bars(axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:  # type: ignore[no-untyped-def]
-    labels = list(counts) or ["(none)"]
-    values = list(counts.values()) or [0]
-    axes.bar(labels, values, color="#4c72b0")
+def _counts_on(axis: Axis) -> None:
+    """Integer ticks on an axis of counts (there is no half a conversation)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _bars(axes: Axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:
+    axes.bar(list(counts), list(counts.values()), color="#4c72b0")
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel("conversations")
+    _counts_on(axes.yaxis)
     for label in axes.get_xticklabels():
-        label.set_rotation(20 if len(labels) > 4 else 0)
+        label.set_rotation(20 if len(counts) > 4 else 0)
 
 
-def plot_lengths(samples: _Samples) -> bytes:
+def plot_lengths(samples: _Samples) -> Figure:
     """Words per message by role, on a log scale (answers run from one line to pages)."""
     import numpy as np
 
@@ -206,91 +277,113 @@ def plot_lengths(samples: _Samples) -> bytes:
         values = [max(value, 1) for value in samples.words[role]]
         axes.hist(values, bins=bins, histtype="step", linewidth=2, label=role, color=color)
     axes.set_xscale("log")
-    axes.set_title("Words per message")
+    axes.set_title(PANELS["lengths"].title)
     axes.set_xlabel("words (log scale)")
     axes.set_ylabel("messages")
+    _counts_on(axes.yaxis)
     axes.legend()
-    return _png(figure)
+    return figure
 
 
-def plot_turns(stats: DatasetStats) -> bytes:
+def plot_turns(stats: DatasetStats) -> Figure:
     """Conversations by their number of user turns."""
     figure, (axes,) = _figure()
-    _bars(axes, stats.turns, "Turns per conversation", "user turns")
-    return _png(figure)
+    _bars(axes, stats.turns, PANELS["turns"].title, "user turns")
+    return figure
 
 
-def plot_evolution(stats: DatasetStats) -> bytes:
-    """Conversations by evolution generation and by the operation that made them."""
-    figure, (left, right) = _figure(columns=2, width=5.5)
-    _bars(left, stats.generations, "Evolution generation", "generation (0: not evolved)")
-    _bars(right, stats.operations, "Evolution operation", "")
-    return _png(figure)
+def plot_evolution(stats: DatasetStats) -> Figure:
+    """Conversations by evolution generation and by the operation that made them; a panel
+    without data (no conversation evolved) is left out."""
+    panels = [
+        (PANELS[name].title, counts, xlabel)
+        for name, counts, xlabel in (
+            ("generations", stats.generations, "generation (0: not evolved)"),
+            ("operations", stats.operations, ""),
+        )
+        if name not in stats.omitted
+    ]
+    figure, axes = _figure(columns=len(panels), width=5.5)
+    for chart, (title, counts, xlabel) in zip(axes, panels, strict=True):
+        _bars(chart, counts, title, xlabel)
+    return figure
 
 
-def plot_funnel(stats: DatasetStats) -> bytes:
-    """Per step: records in, records out of the shards, records kept by the merge."""
+def plot_funnel(stats: DatasetStats) -> Figure:
+    """Per step: records in, out of the shards, kept by the merge, and (when any were) left
+    out by the generation target."""
     import numpy as np
 
     steps = [status.step for status in stats.steps]
     height = max(3.0, 0.45 * len(steps) + 1.5)
     figure, (axes,) = _figure(width=8.0, height=height)
     rows = np.arange(len(steps))
-    series = (
+    series = [
         ("in", [s.records_in for s in stats.steps], "#9aa5b1"),
         ("out of the shards", [s.records_out for s in stats.steps], "#4c72b0"),
         ("kept by the merge", [s.kept or 0 for s in stats.steps], "#55a868"),
-    )
-    for offset, (label, values, color) in zip((-0.27, 0.0, 0.27), series, strict=True):
-        axes.barh(rows + offset, values, height=0.27, label=label, color=color)
+    ]
+    left_out = [stats.left_out_by_target.get(step, 0) for step in steps]
+    if any(left_out):
+        series.append(("left out by the target", left_out, "#c44e52"))
+    bar = 0.81 / len(series)
+    for position, (label, values, color) in enumerate(series):
+        offset = (position - (len(series) - 1) / 2) * bar
+        axes.barh(rows + offset, values, height=bar, label=label, color=color)
     axes.set_yticks(rows, steps)
     axes.invert_yaxis()
     axes.set_xlabel("records")
-    axes.set_title("Funnel per step")
+    _counts_on(axes.xaxis)
+    axes.set_title(PANELS["funnel"].title)
     axes.legend(loc="lower right")
-    return _png(figure)
+    return figure
 
 
-def plot_language(samples: _Samples, stats: DatasetStats) -> bytes:
+def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
     """Danish confidence of the conversations, with the filtered version's threshold."""
     figure, (axes,) = _figure()
-    axes.hist(samples.confidence or [0.0], bins=40, range=(0.0, 1.0), color="#4c72b0")
+    axes.hist(samples.confidence, bins=40, range=(0.0, 1.0), color="#4c72b0")
     threshold = stats.filters.get(f"min_{LANGUAGE_SCORE}")
     if threshold is not None:
         axes.axvline(threshold, color="#c44e52", linestyle="--", label="filtered version")
         axes.legend(loc="upper left")
-    axes.set_title("Danish confidence (lingua)")
+    axes.set_title(PANELS["language"].title)
     axes.set_xlabel("confidence")
     axes.set_ylabel("conversations")
-    return _png(figure)
+    _counts_on(axes.yaxis)
+    return figure
 
 
-def plot_lix(samples: _Samples, stats: DatasetStats) -> bytes:
+def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
     """LIX of the answers, with the filtered version's bounds."""
     figure, (axes,) = _figure()
-    axes.hist(samples.lix or [0.0], bins=40, color="#4c72b0")
+    axes.hist(samples.lix, bins=40, color="#4c72b0")
     for name in ("min_lix", "max_lix"):
         if name in stats.filters:
             axes.axvline(stats.filters[name], color="#c44e52", linestyle="--")
-    axes.set_title("LIX of the answers (dashed: the filtered version's bounds)")
+    axes.set_title(f"{PANELS['lix'].title} (dashed: the filtered version's bounds)")
     axes.set_xlabel("LIX")
     axes.set_ylabel("conversations")
-    return _png(figure)
+    _counts_on(axes.yaxis)
+    return figure
 
 
-PLOTS = ("funnel", "lengths", "turns", "evolution", "language", "lix")
+def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
+    """The plots of ``stats.plots`` (those with data) as matplotlib figures."""
+    draw_plot: dict[str, Callable[[], Figure]] = {
+        "funnel": lambda: plot_funnel(stats),
+        "lengths": lambda: plot_lengths(samples),
+        "turns": lambda: plot_turns(stats),
+        "evolution": lambda: plot_evolution(stats),
+        "language": lambda: plot_language(samples, stats),
+        "lix": lambda: plot_lix(samples, stats),
+    }
+    return {name: draw_plot[name]() for name in stats.plots}
 
 
 def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
-    """Every plot of :data:`PLOTS` as PNG bytes."""
-    return {
-        "funnel": plot_funnel(stats),
-        "lengths": plot_lengths(samples),
-        "turns": plot_turns(stats),
-        "evolution": plot_evolution(stats),
-        "language": plot_language(samples, stats),
-        "lix": plot_lix(samples, stats),
-    }
+    """The plots of ``stats.plots`` as PNG bytes."""
+    return {name: _png(figure) for name, figure in figures(stats, samples).items()}
 
 
 # ---------------------------------------------------------------- the report
@@ -317,6 +410,8 @@ def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -
         name: atomic_write(directory / stats.plots[name], png)
         for name, png in draw(stats, samples).items()
     }
+    for name in set(PLOTS) - set(plot_paths):  # no data now: no plot of an earlier report
+        (directory / PLOTS_DIR / f"{name}.png").unlink(missing_ok=True)
     return Report(stats, stats_path, plot_paths)
 
 

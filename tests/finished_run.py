@@ -99,10 +99,14 @@ PASSING = [0, 5]
 
 
 def finished_run(
-    tmp_path: Path, records: Sequence[Example] | None = None, name: str = "run"
+    tmp_path: Path,
+    records: Sequence[Example] | None = None,
+    name: str = "run",
+    overrides: Sequence[str] = (),
 ) -> tuple[RunStore, Config]:
-    """A run whose base generation and follow-ups are merged, with ``records`` as the result."""
-    config = load_config("tiny", OVERRIDES)
+    """A run whose base generation (4 records kept) and follow-ups are merged, with
+    ``records`` as the result; ``overrides`` change the config after :data:`OVERRIDES`."""
+    config = load_config("tiny", [*OVERRIDES, *overrides])
     store = start_run(config, tmp_path / name)
     import_seeds(store, config.seed_path())
     first = plan_first(store, config)
@@ -113,7 +117,10 @@ def finished_run(
     store.write_state(
         merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
     )
-    store.write_state(merge_file(followups.step), MergeResult(followups.step, 4, 6, {}, None, 0.1))
+    store.write_state(
+        merge_file(followups.step),
+        MergeResult(followups.step, followups.inputs, 6, {}, None, 0.1),
+    )
     return store, config
 
 

@@ -8,17 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 from datasets import load_dataset
 from matplotlib.image import imread
 
-from laerebogen.card import made_with_gemma, size_category
+from laerebogen.card import made_with_gemma, render_card, size_category
 from laerebogen.config import load_config
 from laerebogen.errors import StoreError
-from laerebogen.plan import MergeResult, merge_file
+from laerebogen.plan import MergeResult, final_records, merge_file
 from laerebogen.publish import publish
-from laerebogen.report import PLOTS, STATS_FILE, distribution, write_report
+from laerebogen.report import (
+    PANELS,
+    PLOTS,
+    STATS_FILE,
+    collect,
+    distribution,
+    figures,
+    left_out_by_target,
+    write_report,
+)
 from laerebogen.store import RunStore
 from tests.finished_run import OVERRIDES, PASSING, final_conversations, finished_run, read_lines
 
@@ -69,7 +79,8 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
     ]
     assert stats["steps"][0]["merge_rejected"] == {"near_duplicate": 2}
     assert stats["dedup"] == {"near_duplicate": 2, "duplicate_id": 0}
-    assert set(stats["plots"]) == set(PLOTS)
+    assert stats["left_out_by_target"] == {"generation-01": 0}  # 4 kept, target 24
+    assert set(stats["plots"]) == set(PLOTS) and stats["omitted"] == []
 
 
 def test_every_plot_is_a_png_image_beside_stats_json(tmp_path: Path) -> None:
@@ -96,12 +107,80 @@ def test_the_report_is_deterministic(tmp_path: Path) -> None:
     assert second.stats == first.stats
 
 
-def test_an_empty_dataset_still_gets_stats_and_plots(tmp_path: Path) -> None:
-    store, config = finished_run(tmp_path, [])
-    report = write_report(store, config)
+def test_an_empty_dataset_gets_stats_and_only_the_plots_with_data(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(*finished_run(tmp_path, name="full"), out)
+    store, config = finished_run(tmp_path, [], name="empty")
+    report = write_report(store, config, out)
     assert report.stats.conversations == report.stats.filtered == 0
     assert report.stats.lix == distribution([])
-    assert all(path.read_bytes().startswith(PNG_SIGNATURE) for path in report.plot_paths.values())
+    # Only the funnel has data; the plots the full run drew into out are gone.
+    assert report.stats.omitted == [name for name in PANELS if name != "funnel"]
+    assert list(report.stats.plots) == list(report.plot_paths) == ["funnel"]
+    assert [path.name for path in (out / "plots").iterdir()] == ["funnel.png"]
+    assert report.plot_paths["funnel"].read_bytes().startswith(PNG_SIGNATURE)
+    card = render_card(report.stats, config, complete="c.jsonl", filtered="f.jsonl", example=())
+    assert 'No "LIX of the answers" panel: the run has no conversations.' in card
+    assert "](plots/funnel.png)" in card and "](plots/lix.png)" not in card
+
+
+def test_count_axes_have_integer_ticks(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    stats, samples = collect(store, config, final_records(store, config))
+    checked = []
+    for name, figure in figures(stats, samples).items():
+        for axes in figure.axes:
+            for axis, label in ((axes.xaxis, axes.get_xlabel()), (axes.yaxis, axes.get_ylabel())):
+                if label in ("conversations", "messages", "records"):
+                    ticks = axis.get_ticklocs()
+                    assert len(ticks) > 1 and all(tick == round(tick) for tick in ticks), name
+                    checked.append(axes.get_title())
+    assert len(checked) == len(PANELS)  # every panel has one count axis
+
+
+def test_a_panel_without_data_is_left_out_and_the_card_says_so(tmp_path: Path) -> None:
+    not_evolved = [r for r in final_conversations() if r.provenance.operation is None]
+    store, config = finished_run(tmp_path, not_evolved)
+    published = publish(store, config)
+    assert published.report.stats.omitted == ["operations"]
+    # The evolution plot keeps its generations panel alone: half as wide as with both.
+    _, width, _ = imread(published.report.plot_paths["evolution"]).shape
+    assert width == 550
+    card = published.card.read_text(encoding="utf-8")
+    assert "](plots/evolution.png)" in card
+    assert 'No "Evolution operation" panel: the run has no evolved conversations.' in card
+
+
+def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) -> None:
+    # Generation kept 4 records, the target takes 3 into the follow-ups.
+    store, config = finished_run(tmp_path, overrides=["generation.target=3"])
+    published = publish(store, config)
+    assert published.report.stats.left_out_by_target == {"generation-01": 1}
+    card = published.card.read_text(encoding="utf-8")
+    assert "| kept | left out by the target |" in card
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+    assert "| followups | 3 | 0 | - | - | 6 | - |" in card
+    assert "4 kept after screening and deduplication (target 3; 1 left out by the target)." in card
+    stats, samples = collect(store, config, final_records(store, config))
+    legend = figures(stats, samples)["funnel"].axes[0].get_legend_handles_labels()[1]
+    assert legend == ["in", "out of the shards", "kept by the merge", "left out by the target"]
+    # Counted from the run's steps, not from the config's target.
+    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+
+
+def test_the_target_cuts_the_last_rounds_records(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    first, followups = collect(store, config, [])[0].steps
+    second = msgspec.structs.replace(first, step="generation-02", kept=5)
+    took = msgspec.structs.replace(followups, records_in=7)
+    assert left_out_by_target([first, second, took], 0) == {
+        "generation-01": 0,
+        "generation-02": 2,
+    }
+    # With no later step the dataset holds what went on.
+    assert left_out_by_target([first, second], 6) == {"generation-01": 0, "generation-02": 3}
+    assert left_out_by_target([first], 4) == {"generation-01": 0}
 
 
 def test_distribution_interpolates_percentiles() -> None:
@@ -165,9 +244,10 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
     card = publish(store, config).card.read_text(encoding="utf-8")
     assert "**6** conversations (**2** in the filtered version)" in card
     assert "from 176 hand-written Danish seed tasks" in card
-    # Funnel rows: step, in, out of the shards (none written here), rejections, kept.
-    assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 |" in card
-    assert "| followups | 4 | 0 | - | - | 6 |" in card
+    # Funnel rows: step, in, out of the shards (none written here), rejections, kept, left
+    # out by the target (base generation only).
+    assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 | 0 |" in card
+    assert "| followups | 4 | 0 | - | - | 6 | - |" in card
     assert "2 near-duplicates and 0 duplicate ids removed" in card
     # How it was made: what this run did, step by step, not what the recipe intends.
     assert "prompts of 3 random seeds in 1 round asked the pretrained model" in card
@@ -182,7 +262,7 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
     # The thresholds with why, and how many conversations each removes.
     assert "- `max_lix` = 60: LIX of the answers at most 60:" in card
     assert "(2 conversations fail it)" in card
-    assert "| deepen | 1 |" in card
+    assert "| deepen | 1 |" in card and " panel: the run has no " not in card
     # The example is the filtered version's first conversation, and every plot is embedded.
     first = final_conversations()[PASSING[0]].conversation()
     assert json.dumps(first[0].content, ensure_ascii=False) in card
