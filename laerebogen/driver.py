@@ -316,17 +316,20 @@ def _tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 def _drive(config: Config, store: RunStore, launcher: Launcher, out: TextIO) -> int:
     """Run the driver; when Ctrl-C or SIGTERM stops it, say what became of the jobs."""
+    interrupted = False
     try:
         driver = Driver(config, store, launcher, out=out, poll_seconds=config.launch.poll_seconds)
         return driver.run()
     except (KeyboardInterrupt, SystemExit):
-        out.write(
-            f"\n{launcher.close()}; run the same command again to continue (finished shards "
-            "and committed chunks are kept)\n"
-        )
+        interrupted = True
         raise
     finally:
-        launcher.close()
+        jobs = launcher.close()
+        if interrupted:
+            out.write(
+                f"\n{jobs}; run the same command again to continue (finished shards and "
+                "committed chunks are kept)\n"
+            )
 
 
 def run_dataset(

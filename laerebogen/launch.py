@@ -523,6 +523,7 @@ class SlurmLauncher(Launcher):
         self.run_dir = run_dir
         self.python = container_python(config, run_dir)
         self.window = max_array_size()
+        self.known: dict[str, Submission] = {}  # jobs this driver submitted or waited for
 
     def check(self) -> None:
         check_slurm_accepts(self.config)
@@ -544,6 +545,7 @@ class SlurmLauncher(Launcher):
                 group = [t for t in tasks if t.step == step and (t.index == MERGE) == merge]
                 if group:
                     submissions += self._submit_arrays(step, merge, group, session)
+        self.known.update((submission.job_id, submission) for submission in submissions)
         return submissions
 
     def _submit_arrays(
@@ -572,6 +574,7 @@ class SlurmLauncher(Launcher):
     def states(self, submissions: Sequence[Submission]) -> dict[str, JobState]:
         if not submissions:
             return {}
+        self.known.update((submission.job_id, submission) for submission in submissions)
         queued = _squeue()
         missing = [s.job_id for s in submissions if s.job_id not in queued]
         accounted = _sacct(missing) if missing else {}
@@ -588,6 +591,18 @@ class SlurmLauncher(Launcher):
                 young = now - submission.submitted < SLURM_GRACE_SECONDS
                 states[job_id] = JobState(young, "submitted" if young else "unknown to SLURM")
         return states
+
+
+    def close(self) -> str:
+        """Name the jobs of this driver that SLURM still holds: they go on without it."""
+        states = self.states(list(self.known.values()))
+        left = sorted(job_id for job_id, state in states.items() if state.active)
+        if not left:
+            return "no SLURM job of this driver is queued or running"
+        return (
+            f"left {len(left)} SLURM job(s) queued or running, which the rerun adopts "
+            f"(scancel them to stop them): {', '.join(left)}"
+        )
 
 
 def _run_quietly(command: list[str]) -> str:

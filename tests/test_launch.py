@@ -148,6 +148,21 @@ def test_a_submission_sbatch_refuses_is_one_line_naming_the_job_kind(
     assert "gres" in message and "\n" not in message
 
 
+def test_an_interrupted_driver_names_the_slurm_jobs_it_leaves(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    config = load_config("tiny", ["slurm.extra={begin='now+600'}"])  # held: stays pending
+    launcher = SlurmLauncher(config, tmp_path)
+    assert launcher.close() == "no SLURM job of this driver is queued or running"
+    (submission,) = launcher.submit([Task(str(tmp_path), "grammar", 0, 0)], "test")
+    try:
+        said = launcher.close()
+    finally:
+        subprocess.run(["scancel", submission.job_id.split("_")[0]], check=True)
+    assert said.startswith("left 1 SLURM job(s) queued or running, which the rerun adopts")
+    assert said.endswith(f": {submission.job_id}")
+
+
 def test_local_launcher_gives_each_shard_its_own_gpus(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
