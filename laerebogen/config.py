@@ -137,6 +137,13 @@ class Engine(_Section):
         Positive,
         doc("KV cache GiB of vLLM's CPU build (`VLLM_CPU_KVCACHE_SPACE`; one already set wins)"),
     ] = 4
+    deterministic: Annotated[
+        bool,
+        doc(
+            "Outputs that do not depend on which requests share a batch: vLLM's batch-invariant "
+            "kernels on GPUs that have them; on CPUs one sequence at a time. No prefix cache"
+        ),
+    ] = False
 
 
 class Generation(_Section):

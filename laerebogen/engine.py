@@ -199,6 +199,8 @@ class Engine:
         model = self.model
         options: dict[str, Any] = {}
         chosen: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        max_num_seqs = model.max_num_seqs
+        deterministic = self.settings.deterministic
         if current_platform.is_cpu():
             # vLLM's CPU generators cannot rewind, which a seeded request needs when its
             # prefill is split over steps: the engine dies with "CPU Generator does not
@@ -206,6 +208,10 @@ class Engine:
             options["enable_chunked_prefill"] = False
             if model.tensor_parallel_size == 1:
                 chosen = _engine_process_chosen()
+            if deterministic:  # vLLM has no batch-invariant CPU kernels
+                max_num_seqs = 1
+        elif deterministic:
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"  # read by the engine's worker processes
         if model.max_num_batched_tokens:
             options["max_num_batched_tokens"] = model.max_num_batched_tokens
         with chosen:
@@ -215,10 +221,12 @@ class Engine:
                 max_model_len=model.max_model_len,
                 tensor_parallel_size=model.tensor_parallel_size,
                 gpu_memory_utilization=model.gpu_memory_utilization,
-                max_num_seqs=model.max_num_seqs,
+                max_num_seqs=max_num_seqs,
                 enforce_eager=model.enforce_eager,
                 trust_remote_code=model.trust_remote_code,
-                enable_prefix_caching=self.settings.prefix_caching,
+                # A prompt whose prefix is cached is computed in other pieces than one whose
+                # prefix is not, which can change its last bits.
+                enable_prefix_caching=self.settings.prefix_caching and not deterministic,
                 # No free whitespace between JSON tokens: it costs tokens, and a weak model
                 # can spend its whole budget on it and never close the object.
                 structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},

@@ -25,6 +25,10 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
         ["--requests", "2", "--max-tokens", "4"],
         {"free_slowdown", "bounded_slowdown", "free_vs_bounded_speedup"},
     ),
+    "deterministic.py": (
+        ["--requests", "2"],
+        {"default_differing", "deterministic_differing", "slowdown"},
+    ),
     "dedup.py": (["--brute", "60", "--sizes", "300"], {"identical", "speedup_60"}),
     "engine_overhead.py": (
         ["--prompts", "4", "--max-tokens", "4", "--repeats", "1"],
@@ -57,7 +61,7 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
 }
 RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
 # Benchmarks on the local models, and the models they run.
-MODEL_BENCHMARKS = {"constrained_decoding.py", "local_instruct_model.py"}
+MODEL_BENCHMARKS = {"constrained_decoding.py", "deterministic.py", "local_instruct_model.py"}
 LOCAL_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 
 
@@ -98,3 +102,5 @@ def test_benchmark_runs_and_reports(
     assert keys <= figures.keys(), last
     if script == "dedup.py":  # the fast dedup decides exactly as brute force does
         assert figures["identical"] == "True", last
+    if script == "deterministic.py":  # batching changes nothing in deterministic mode
+        assert figures["deterministic_differing"] == "0", last

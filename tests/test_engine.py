@@ -266,12 +266,11 @@ def test_prefix_caching_is_on_for_shared_few_shot_prefixes(tiny_engine: Engine) 
 
 
 ENGINES_OF_ONE_PROCESS = """
-import os, sys
+import json, os, sys
 from pathlib import Path
 import msgspec
-from laerebogen.config import load_config
+from laerebogen.config import Sampling, load_config
 from laerebogen.engine import Engine
-from laerebogen.config import Sampling
 from laerebogen.llm import CompletionRequest
 
 def python_children():
@@ -280,14 +279,27 @@ def python_children():
     return sum(b"python" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
 
 config = load_config("tiny", [f"model_dir={sys.argv[1]!r}"])
-request = CompletionRequest(id="a", prompt="Hej", seed=1, sampling=Sampling(max_tokens=4))
-other = msgspec.structs.replace(config.models.base, max_num_seqs=8)
-for number, model in enumerate((config.models.base, other, config.models.base)):
+sampling = Sampling(temperature=1.0, max_tokens=16)
+request = CompletionRequest(id="a", prompt="Hej", seed=1, sampling=sampling)
+others = [
+    CompletionRequest(id=str(i), prompt="Skriv om Ærø " * i, seed=i, sampling=sampling)
+    for i in range(1, 12)
+]
+deterministic = msgspec.structs.replace(config.engine, deterministic=True)
+for number, settings in enumerate((config.engine, deterministic, config.engine)):
     if number == 2:
         import laerebogen.dedup_kernel  # numba, as after a merge
-    with Engine(model, config.model_path("base"), config.engine) as engine:
-        engine.load()
-        print(python_children(), engine.generate([request])[0].finish_reason, flush=True)
+    with Engine(config.models.base, config.model_path("base"), settings) as engine:
+        vllm_config = engine.load().llm_engine.vllm_config
+        alone = engine.generate([request])[0]
+        batched = engine.generate([*others[:5], request, *others[5:]])[5]
+        print(json.dumps({
+            "children": python_children(),
+            "finish": alone.finish_reason,
+            "max_num_seqs": vllm_config.scheduler_config.max_num_seqs,
+            "prefix_caching": vllm_config.cache_config.enable_prefix_caching,
+            "same_alone_and_batched": alone.text == batched.text,
+        }), flush=True)
 """
 
 
@@ -295,17 +307,20 @@ def test_on_cpu_an_engine_runs_in_its_process_unless_numba_is_loaded(
     tiny_model_dir: Path,
 ) -> None:
     """Spawned engine processes import torch and vLLM again (28 of 49 s of start-up), but
-    vLLM's CPU build cannot start its core in a process that loaded numba."""
+    vLLM's CPU build cannot start its core in a process that loaded numba. The second engine
+    of the script is deterministic: on CPUs one sequence at a time, no prefix cache."""
     code = ENGINES_OF_ONE_PROCESS
     result = subprocess.run(
         [sys.executable, "-c", code, str(tiny_model_dir.parent)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.split("\n")[:3]
-    children = [int(line.split()[0]) for line in lines]
-    assert children[0] == children[1] == 0 and children[2] > 0
-    assert all(line.split()[1] in ("length", "stop") for line in lines)
+    default, deterministic, after_numba = map(json.loads, result.stdout.splitlines()[:3])
+    assert default["children"] == deterministic["children"] == 0 < after_numba["children"]
+    assert all(e["finish"] in ("length", "stop") for e in (default, deterministic, after_numba))
+    assert default["max_num_seqs"] > 1 and default["prefix_caching"]
+    assert deterministic["max_num_seqs"] == 1 and not deterministic["prefix_caching"]
+    assert deterministic["same_alone_and_batched"]
 
 
 def test_a_large_seeded_batch_of_long_prompts_runs(
