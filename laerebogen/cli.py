@@ -331,6 +331,13 @@ class Cli:
 
         show_status(run, as_json=json)
 
+    def verify(self, run: str) -> None:
+        """Check every file of a run against its manifest (size, sha256); say what to delete
+        so a rerun makes a damaged shard again, and what else a rerun would do."""
+        from laerebogen.verify import show_verification
+
+        show_verification(run)
+
     def shard(self, run: str, stage: str, index: int, attempt: int = 0) -> None:
         """Run one shard of a step of a run: exactly what a SLURM array task runs."""
         from laerebogen.shard_runner import run_shard

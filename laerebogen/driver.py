@@ -20,7 +20,7 @@ from typing import NamedTuple, TextIO
 
 from laerebogen import __version__
 from laerebogen.config import Config
-from laerebogen.errors import LaerebogenError
+from laerebogen.errors import InvariantError, LaerebogenError
 from laerebogen.launch import (
     MERGE,
     JobState,
@@ -36,6 +36,7 @@ from laerebogen.plan import (
     MergeResult,
     StepPlan,
     plan_first,
+    plan_next,
     read_merge,
     read_plan,
     stages_to_run,
@@ -130,8 +131,22 @@ class Driver:
                 ran += 1
             else:
                 self.say(f"{plan.step}: done already ({result.kept} records kept)")
-            plan = read_plan(self.store, result.next) if result.next else None
+            plan = self._following(plan, result)
         return ran
+
+    def _following(self, plan: StepPlan, result: MergeResult) -> StepPlan | None:
+        """The step after ``plan``; planned again when its directory was deleted (what a
+        damaged input shard's message advises)."""
+        if result.next is None:
+            return None
+        following = read_plan(self.store, result.next)
+        if following is None:
+            self.say(f"{result.next}: not planned (its directory is gone); planning it again")
+            following = plan_next(self.store, self.config, plan)
+        if following is None or following.step != result.next:
+            raise InvariantError(f"{plan.step}: merged with {result.next} next, but planned "
+                                 f"{following.step if following else 'nothing'}")  # fmt: skip
+        return following
 
     def run_step(self, plan: StepPlan) -> MergeResult:
         """Run a step's shards, then its merge job; returns the merge result."""

@@ -592,7 +592,6 @@ class SlurmLauncher(Launcher):
                 states[job_id] = JobState(young, "submitted" if young else "unknown to SLURM")
         return states
 
-
     def close(self) -> str:
         """Name the jobs of this driver that SLURM still holds: they go on without it."""
         states = self.states(list(self.known.values()))

@@ -67,7 +67,10 @@ def read_plan(store: RunStore, step: str) -> StepPlan | None:
 
 
 def read_merge(store: RunStore, step: str) -> MergeResult | None:
-    """The merge result of ``step``, or None while the step is not merged."""
+    """The merge result of ``step``, or None while the step is not merged, or when its
+    merged set was deleted to be merged again."""
+    if store.merged_manifest(step) is None:
+        return None
     return store.read_state(merge_file(step), MergeResult)
 
 

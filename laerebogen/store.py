@@ -278,15 +278,35 @@ def load_manifest(paths: ShardPaths) -> ShardManifest | None:
         return msgspec.json.decode(raw, type=ShardManifest)
     except msgspec.DecodeError as error:
         raise CorruptShardError(
-            f"{paths.manifest}: unreadable manifest ({error}); delete it to regenerate the shard"
+            f"{paths.manifest}: unreadable manifest ({error}); {regeneration_hint(paths)}"
         ) from None
+
+
+def regeneration_hint(paths: ShardPaths) -> str:
+    """What to delete so that the rerun makes a damaged shard again, and what it then redoes.
+
+    A step's merged set is merged again from its shards, and the step after it starts from
+    the same records; a step's inputs are written again when its directory is gone; a shard
+    is run again while its step is not merged (a merged step does not read its shards).
+    """
+    if paths.directory.name == "merged":
+        return f"delete {paths.manifest} and rerun: the step is merged again from its shards"
+    if paths.directory.name == "inputs":
+        return f"delete {paths.directory.parent} and rerun: the step is planned and run again"
+    merged = ShardPaths(paths.directory / "merged", 0).manifest
+    if merged.exists():
+        return (
+            f"its step is merged and does not read it again; to make it again, delete "
+            f"{paths.manifest} and {merged} and rerun"
+        )
+    return f"delete {paths.manifest} and rerun: the shard is run again"
 
 
 def verify_file(paths: ShardPaths, manifest: ShardManifest, name: str) -> None:
     """Raise :class:`CorruptShardError` unless file ``name`` matches its manifest entry."""
     entry = next((item for item in manifest.files if item.name == name), None)
     path = paths.directory / name
-    hint = f"delete {paths.manifest} to regenerate the shard"
+    hint = regeneration_hint(paths)
     if entry is None:
         raise CorruptShardError(f"{path}: not listed in {paths.manifest}; {hint}")
     try:
@@ -730,6 +750,23 @@ class RunStore:
             return (self.root / relative).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+
+    def verify(self) -> Iterator[tuple[Path, str | None]]:
+        """Every manifest of the run, with what is wrong with it or its files (None: each
+        file has the size and sha256 its manifest lists). Reads every byte: run it when
+        nothing writes."""
+        for manifest_path in sorted(self.root.rglob(f"shard-*{_MANIFEST_SUFFIX}")):
+            paths = ShardPaths.of_file(manifest_path)
+            try:
+                manifest = load_manifest(paths)
+                if manifest is None:
+                    continue  # removed since it was listed
+                for entry in manifest.files:
+                    verify_file(paths, manifest, entry.name)
+            except CorruptShardError as error:
+                yield manifest_path, str(error)
+            else:
+                yield manifest_path, None
 
     def _read_verified(self, paths: ShardPaths, which: str, kind: type[Any]) -> Iterator[Any]:
         manifest = load_manifest(paths)

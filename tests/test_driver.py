@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,59 @@ def test_rerunning_a_finished_run_submits_nothing_and_keeps_the_dataset(
     assert (reference_run / "dataset.jsonl").read_bytes() == before
     for step in jobs:
         assert f"{step}: done already" in out.getvalue()
+
+
+def test_damaged_shards_are_made_again_by_the_rerun_as_verify_advises(
+    tmp_path: Path, recipe_overrides: list[str], reference_run: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    intact = laerebogen("verify", "--run", str(run))
+    assert intact.returncode == 0 and intact.stdout.strip().endswith(
+        "shards verified, every file as its manifest says"
+    ), intact.stdout
+    merged = run / "grammar" / "merged"
+    data = merged / "shard-00000.msgpack.zst"
+    damaged = bytearray(data.read_bytes())
+    damaged[-1] ^= 0xFF
+    data.write_bytes(bytes(damaged))
+    found = laerebogen("verify", "--run", str(run))
+    manifest = merged / "shard-00000.manifest.json"
+    assert found.returncode == 1, found.stderr
+    assert found.stdout.splitlines()[0] == (
+        f"{data}: sha256 differs from the manifest (altered); delete {manifest} and rerun: "
+        "the step is merged again from its shards"
+    )
+    manifest.unlink()
+    unmerged = laerebogen("verify", "--run", str(run)).stdout
+    assert re.search(r"^grammar: (\d+)/\1 shards done; a rerun merges$", unmerged, re.M), unmerged
+    out = io.StringIO()
+    run_dataset(load_config("tiny", recipe_overrides), run, "debug", out=out)
+    assert "grammar: done already" not in out.getvalue()
+    assert "quality: done already" in out.getvalue()  # the same records: nothing after it redone
+    assert (run / "dataset.jsonl").read_bytes() == (reference_run / "dataset.jsonl").read_bytes()
+    assert laerebogen("verify", "--run", str(run)).returncode == 0
+    # A shard of a merged step and an input shard of the last step, deleted as advised.
+    shard = run / "grammar" / "shard-00000.msgpack.zst"
+    inputs = run / "followups" / "inputs" / "shard-00000.msgpack.zst"
+    for path in (shard, inputs):
+        path.write_bytes(path.read_bytes()[:-1])
+    advice = laerebogen("verify", "--run", str(run)).stdout
+    shard_manifest = shard.parent / "shard-00000.manifest.json"
+    assert (
+        f"{shard}: {shard.stat().st_size} bytes but the manifest says {shard.stat().st_size + 1} "
+        f"(truncated?); its step is merged and does not read it again; to make it again, delete "
+        f"{shard_manifest} and {manifest} and rerun"
+    ) in advice, advice
+    assert f"delete {run / 'followups'} and rerun: the step is planned and run again" in advice
+    shard_manifest.unlink()
+    manifest.unlink()
+    shutil.rmtree(run / "followups")
+    out = io.StringIO()
+    run_dataset(load_config("tiny", recipe_overrides), run, "debug", out=out)
+    assert "followups: not planned (its directory is gone); planning it again" in out.getvalue()
+    assert (run / "dataset.jsonl").read_bytes() == (reference_run / "dataset.jsonl").read_bytes()
+    assert laerebogen("verify", "--run", str(run)).returncode == 0
 
 
 def test_local_executor_gives_the_same_dataset_as_the_debug_one(

@@ -82,6 +82,9 @@ RUN: dict[str, Expect] = {
     r"\.venv/bin/laerebogen status --run runs/local$": Expect(
         output=("followups", "exported: yes")
     ),
+    r"\.venv/bin/laerebogen verify --run runs/local$": Expect(
+        output=("shards verified, every file as its manifest says",)
+    ),
     r"\.venv/bin/laerebogen export --run runs/local --out release/": Expect(
         files=(
             "release/lb.jsonl",
