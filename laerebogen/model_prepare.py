@@ -8,10 +8,13 @@ built once even when array tasks sharing a model directory ask at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
+import io
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -205,7 +208,10 @@ def _build(
     gguf = spec.fetch_gguf(_package_dir(name, spec), work)
     if not gguf.is_file():
         raise LaerebogenError(f"{gguf} is missing: reinstall with {spec.install}")
-    _convert(name, spec, gguf, staging, progress)
+    # transformers' progress bars (per tensor, per file) would fill a job's log with lines.
+    terminal = sys.stderr.isatty()
+    with contextlib.nullcontext() if terminal else contextlib.redirect_stderr(io.StringIO()):
+        _convert(name, spec, gguf, staging, progress)
     for licence in licences:
         shutil.copyfile(licence, staging / licence.name)
     marker: dict[str, object] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import sys
 import time
@@ -36,7 +38,10 @@ def gemma(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     (stale / "config.json").write_text("{", encoding="utf-8")
     (stale / "model.safetensors").write_bytes(b"\0" * 1024)
     lines: list[str] = []
-    path = prepare_model(GEMMA, model_dir, progress=lines.append)
+    stderr = io.StringIO()  # as in a job's log: not a terminal
+    with contextlib.redirect_stderr(stderr):
+        path = prepare_model(GEMMA, model_dir, progress=lines.append)
+    assert "%|" not in stderr.getvalue(), "a progress bar in a log"
     return path, lines
 
 
