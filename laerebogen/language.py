@@ -72,29 +72,8 @@ WINDOW = 200
 _CHUNK = 2 * WINDOW  # characters read for a window of language words
 _WORD = re.compile(r"[^\W\d_]+")
 
-# Measurements behind the constants (``tests/data/language/`` through tests/language_cases.py:
-# 625 Danish examples that must pass: the 176 seeds, 189 short examples and 260 translations;
-# 260 whole examples in Bokmål, Nynorsk, Swedish and English and 168 of their answers under a
-# Danish instruction, which must not; plus the 102 counter-example cases and 38 short Bokmål
-# instructions over a Danish answer of tests/test_language.py). As chosen:
-#   Danish lost 0/625, whole foreign accepted 1/260, mixed accepted 0/168, counter cases
-#   passing 2/102, short Bokmål instructions passing 14/38.
-# One constant changed at a time:
-#   ALONE_LETTERS 30: 18 Danish lost | 45: 1 lost, counter cases 0/102 | 90, 120: 1 lost
-#     (lingua alone puts Danish first for 72 % of the Danish fields under 20 letters, 91 % at
-#     20-39, 97 % at 40-59 and 97-100 % from 60 on, where Danish words settle the Bokmål
-#     verdicts left: no Danish field of 60 letters or more is lost; benchmarks/langfilter.py)
-#   MIN_WORDS 1: 1 Danish lost | 3: 2 whole foreign examples accepted
-#   CONTEXT 0 (short fields judged again without context): 26 Danish lost | 300: 5 % slower
-#   WINDOW 100: 1 Danish lost and 20 % slower (texts under ~120 letters cost lingua four
-#     times as much per letter) | 300: same verdicts, 10 % slower
-#   SURE_WORDS 2: 2 Danish lost ("norsk bokmål", "grader fahrenheit")
-#   SURE, SURE_MARGIN: 0.5-0.6 or a margin of 0.5 lose 1-15 Danish examples (sentences that
-#     are the same in Danish and Bokmål: lingua gives Bokmål 0.67-0.71 and Danish 0.28-0.31);
-#     0.7 or a margin of 0.25 let 2-4 more counter cases pass
-#   CLOSE_CALL 0.6: 2 more short Bokmål instructions pass alone | 0.8: 2 Danish lost
-# Whole examples of a single short instruction and nothing else are the hardest case: of 38
-# Bokmål ones 8 pass, of 40 Danish ones 2 fail.
+# Why these values, and what each one costs when changed: docs/decisions.md, "The Danish
+# language filter's constants" (measured on tests/data/language).
 
 
 @functools.cache

@@ -1,8 +1,11 @@
-"""The project's own promises: the README's quick start is what CI runs."""
+"""The project's own promises: the README's quick start is what CI runs, and the package's
+imports point one way."""
 
 from __future__ import annotations
 
+import ast
 import re
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +47,33 @@ def test_layout_exists() -> None:
         ".ci/run",
     ):
         assert (ROOT / name).exists(), name
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports, including imports
+    inside functions (``from laerebogen.x import y`` counts ``laerebogen.x.y`` when that is a
+    module)."""
+    package = ROOT / "laerebogen"
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in package.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+        graph[module] = {target for target in targets if target in modules} - {module}
+    return graph
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = package_imports()
+    assert "laerebogen.driver" in graph["laerebogen.cli"]  # the graph sees function imports
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as error:
+        raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
