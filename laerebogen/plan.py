@@ -249,7 +249,8 @@ def plan_next(store: RunStore, config: Config, plan: StepPlan) -> StepPlan | Non
     and rounds are left, else the first later step.
     """
     if plan.stage == "generation":
-        rounds = generation_rounds(store)
+        # Only the rounds up to this one: a round merged again decides as it did the first time.
+        rounds = generation_rounds(store)[: plan.round]
         have = sum(kept for _, kept in rounds)
         if have < config.generation.target and plan.round < config.generation.max_rounds:
             from laerebogen.stages.generation import prompt_slots

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+import msgspec
 import pytest
 
 from laerebogen.config import load_config
@@ -101,25 +102,32 @@ def test_damaged_shards_are_made_again_by_the_rerun_as_verify_advises(
     assert intact.returncode == 0 and intact.stdout.strip().endswith(
         "shards verified, every file as its manifest says"
     ), intact.stdout
-    merged = run / "grammar" / "merged"
-    data = merged / "shard-00000.msgpack.zst"
-    damaged = bytearray(data.read_bytes())
-    damaged[-1] ^= 0xFF
-    data.write_bytes(bytes(damaged))
+    for step in ("generation-01", "grammar"):
+        data = run / step / "merged" / "shard-00000.msgpack.zst"
+        damaged = bytearray(data.read_bytes())
+        damaged[-1] ^= 0xFF
+        data.write_bytes(bytes(damaged))
     found = laerebogen("verify", "--run", str(run))
-    manifest = merged / "shard-00000.manifest.json"
+    merged = run / "grammar" / "merged"
+    data, manifest = merged / "shard-00000.msgpack.zst", merged / "shard-00000.manifest.json"
     assert found.returncode == 1, found.stderr
-    assert found.stdout.splitlines()[0] == (
+    assert (
         f"{data}: sha256 differs from the manifest (altered); delete {manifest} and rerun: "
         "the step is merged again from its shards"
-    )
+    ) in found.stdout.splitlines()
     manifest.unlink()
+    (run / "generation-01" / "merged" / "shard-00000.manifest.json").unlink()
     unmerged = laerebogen("verify", "--run", str(run)).stdout
-    assert re.search(r"^grammar: (\d+)/\1 shards done; a rerun merges$", unmerged, re.M), unmerged
+    pattern = r"^generation-01: (\d+)/\1 shards done; a rerun merges$"  # then the rest
+    assert re.search(pattern, unmerged, re.M), unmerged
     out = io.StringIO()
     run_dataset(load_config("tiny", recipe_overrides), run, "debug", out=out)
-    assert "grammar: done already" not in out.getvalue()
+    for step in ("generation-01", "grammar"):
+        assert f"{step}: done already" not in out.getvalue()
     assert "quality: done already" in out.getvalue()  # the same records: nothing after it redone
+    again, before = (read_merge(RunStore(r), "generation-01") for r in (run, reference_run))
+    assert again is not None and before is not None
+    assert msgspec.structs.replace(again, seconds=0) == msgspec.structs.replace(before, seconds=0)
     assert (run / "dataset.jsonl").read_bytes() == (reference_run / "dataset.jsonl").read_bytes()
     assert laerebogen("verify", "--run", str(run)).returncode == 0
     # A shard of a merged step and an input shard of the last step, deleted as advised.

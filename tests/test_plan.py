@@ -213,6 +213,8 @@ def test_reaching_the_target_plans_grammar_with_every_round_capped_at_the_target
     grammar = plan_next(store, TINY, second)
     assert grammar == StepPlan("grammar", "grammar", 0, shards=3, inputs=24)
     assert input_ids(store, grammar) == ids(round_1 + round_2[:16])
+    # The first round merged again (its merged set was damaged) decides as it did then.
+    assert plan_next(store, TINY, first) == second
 
 
 def test_exactly_the_target_in_the_first_round_goes_on_to_grammar(tmp_path: Path) -> None:
