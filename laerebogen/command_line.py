@@ -95,6 +95,8 @@ def _check_arguments(command: str, function: Any, args: Sequence[str]) -> None:
                 suggestion = _closest(key.replace("_", "-"), flags, prefix="--")
             raise UsageError(f"{command}: unknown flag {word.partition('=')[0]}{suggestion}")
         given.add(name)
+        if alone and not _may_stand_alone(by_name[name]):
+            raise UsageError(f"{command}: --{name.replace('_', '-')} needs a value")
         if equals:
             _check_value(command, by_name[name], word.partition("=")[2])
         elif not alone:
@@ -113,6 +115,11 @@ def _check_arguments(command: str, function: Any, args: Sequence[str]) -> None:
     ]
     if missing:
         raise UsageError(f"{command}: missing {', '.join(missing)}")
+
+
+def _may_stand_alone(parameter: inspect.Parameter) -> bool:
+    """Whether a flag of ``parameter`` may come without a value (fire then passes True)."""
+    return isinstance(parameter.default, bool) or "bool" in str(parameter.annotation)
 
 
 def _flag_name(key: str, names: Sequence[str], alone: bool) -> str | None:

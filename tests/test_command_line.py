@@ -32,6 +32,8 @@ from laerebogen.command_line import UsageError, check_command_line
             "shard: --index takes a number, got 'x'",
         ),
         (["dataset", "--", "--trace"], "dataset: fire's own flags after '--' are not supported"),
+        (["verify", "--run"], "verify: --run needs a value"),
+        (["status", "--run", "--json"], "status: --run needs a value"),
     ],
 )
 def test_a_wrong_word_is_one_line_naming_the_closest_valid_one(
@@ -55,6 +57,7 @@ def test_a_wrong_word_is_one_line_naming_the_closest_valid_one(
         ["export", "r", "--with_metadata=True"],
         ["inspect", "p", "--limit", "-1"],
         ["status", "r", "--json"],
+        ["verify", "--run", "r"],
         ["shard", "--run", "r", "--stage", "s", "--index", "2"],
         ["model", "prepare", "gemma-3-270m", "--model-dir", "/m"],
         ["dataset", "--executer", "--help"],
