@@ -132,6 +132,7 @@ NOT_RUN: dict[str, str] = {
         "the same driver's small recipe on the tiny model (the reference_run fixture)"
     ),
     r"make test$": "is the test suite itself",
+    r"make test-fast$": "is most of the test suite itself",
     r"make format$": "rewrites the repository's source files (ruff format and fixes)",
     r"make bench$": "every benchmark at full size (15 min); test_benchmarks runs each small",
     r"make container ": "needs Apptainer (and writes the image into /project)",
