@@ -20,11 +20,11 @@ from pathlib import Path
 
 import msgspec
 
-from laerebogen.config import DEFAULT_MODEL_DIR, Model, Quality
-from laerebogen.config import Engine as EngineSettings
-from laerebogen.engine import Engine
-from laerebogen.llm import Request
-from laerebogen.model_prepare import prepare_model
+from laerebogen.config.schema import DEFAULT_MODEL_DIR, Model, Quality
+from laerebogen.config.schema import Engine as EngineSettings
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import Request
+from laerebogen.models.prepare import prepare_model
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.core import Context
 from laerebogen.stages.quality import QualityStage

@@ -21,7 +21,7 @@ import time
 
 from rouge_score import rouge_scorer
 
-from laerebogen.dedup import rouge_l_dedup, tokenize
+from laerebogen.filtering.dedup import rouge_l_dedup, tokenize
 
 STEMS = (
     "skriv forklar giv lav find beskriv nævn beregn sammenlign oversæt omskriv vurder foreslå "

@@ -16,11 +16,11 @@ import random
 import time
 from pathlib import Path
 
-from laerebogen.config import DEFAULT_MODEL_DIR, Model, Sampling
-from laerebogen.config import Engine as EngineSettings
-from laerebogen.engine import Engine
-from laerebogen.llm import CompletionRequest, Request, Result, sampling_seed
-from laerebogen.model_prepare import prepare_model
+from laerebogen.config.schema import DEFAULT_MODEL_DIR, Model, Sampling
+from laerebogen.config.schema import Engine as EngineSettings
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import CompletionRequest, Request, Result, sampling_seed
+from laerebogen.models.prepare import prepare_model
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 
 SAMPLING = Sampling(temperature=0.7, min_p=0.05, repetition_penalty=1.1, max_tokens=48)

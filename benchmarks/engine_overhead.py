@@ -18,12 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from laerebogen.config import Engine as EngineSettings
-from laerebogen.config import Model, Sampling
-from laerebogen.engine import Engine
-from laerebogen.llm import CompletionRequest, Request, sampling_seed
+from laerebogen.config.schema import Engine as EngineSettings
+from laerebogen.config.schema import Model, Sampling
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import CompletionRequest, Request, sampling_seed
+from laerebogen.models.tiny import build_tiny_model
 from laerebogen.seeds import load_seeds, packaged_seed_path
-from laerebogen.tiny_model import build_tiny_model
 
 TARGET = 1.05
 

@@ -35,12 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' data sets
 
-from laerebogen.config import load_config
-from laerebogen.language import ALONE_LETTERS, DANISH, LanguageFilter, language_detector
-from laerebogen.merge import screen as merge_screen
-from laerebogen.prose import language_words, strip_non_prose
+from laerebogen.config.loading import load_config
+from laerebogen.filtering.language import ALONE_LETTERS, DANISH, LanguageFilter, language_detector
+from laerebogen.filtering.prose import language_words, strip_non_prose
+from laerebogen.filtering.screening import Screener
+from laerebogen.pipeline.merge import screen as merge_screen
 from laerebogen.records import Example, Message, Provenance
-from laerebogen.screen import Screener
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from tests.language_cases import case_sets
 

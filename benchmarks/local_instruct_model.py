@@ -20,11 +20,11 @@ import random
 import time
 from pathlib import Path
 
-from laerebogen.config import DEFAULT_MODEL_DIR, Model, Sampling
-from laerebogen.config import Engine as EngineSettings
-from laerebogen.engine import Engine
-from laerebogen.llm import ChatRequest, Constraint, Request, Result, sampling_seed
-from laerebogen.model_prepare import prepare_model
+from laerebogen.config.schema import DEFAULT_MODEL_DIR, Model, Sampling
+from laerebogen.config.schema import Engine as EngineSettings
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import ChatRequest, Constraint, Request, Result, sampling_seed
+from laerebogen.models.prepare import prepare_model
 from laerebogen.records import Message
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 
@@ -105,7 +105,9 @@ def main() -> None:
             seconds = time.perf_counter() - start
         replies[name] = (results[: len(answers)], results[len(answers) :], seconds)
 
-    from laerebogen.screen import Screener  # after the engines: keeps their start-up lean
+    from laerebogen.filtering.screening import (
+        Screener,  # after the engines: keeps their start-up lean
+    )
 
     screener = Screener()
     rates: dict[str, float] = {}

@@ -31,7 +31,7 @@ import msgspec
 
 from laerebogen.records import Example, Message, Provenance, Step, record_id
 from laerebogen.seeds import load_seeds, packaged_seed_path
-from laerebogen.store import RunStore
+from laerebogen.store.run_dir import RunStore
 
 TextSource = Callable[[int, int], str]
 

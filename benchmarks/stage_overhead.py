@@ -27,13 +27,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from laerebogen.config import load_config
-from laerebogen.driver import Driver
-from laerebogen.launch import SlurmLauncher, StepJobs, Task, jobs_file, max_array_size, windows
-from laerebogen.plan import plan_first, write_step
-from laerebogen.run import start_run
+from laerebogen.config.loading import load_config
+from laerebogen.launch.slurm import SlurmLauncher, max_array_size, windows
+from laerebogen.launch.task import Task
+from laerebogen.models.tiny import build_tiny_model
+from laerebogen.pipeline.driver import Driver
+from laerebogen.pipeline.jobs import JobRunner, StepJobs, jobs_file
+from laerebogen.pipeline.plan import plan_first, write_step
 from laerebogen.stages.generation import prompt_slots
-from laerebogen.tiny_model import build_tiny_model
+from laerebogen.store.saved_config import start_run
 
 TARGET_SECONDS = 10.0
 DEFAULT_MAX_ARRAY_SIZE = 1001
@@ -73,7 +75,7 @@ def stage_overhead(scratch: Path) -> tuple[float, float, float]:
     run = scratch / "run"
     store = start_run(config, run)
     plan = plan_first(store, config)
-    launcher = SlurmLauncher(config, run)
+    launcher = SlurmLauncher(config, run, JobRunner())
     driver = Driver(config, store, launcher, out=io.StringIO(), poll_seconds=2.0)
     start = time.perf_counter()
     driver.run_step(plan)
@@ -105,7 +107,7 @@ def submit_many(scratch: Path, shards: int) -> tuple[float, float, float]:
     start = time.perf_counter()
     plan = write_step(store, config, ("generation-01", "generation", 1), prompt_slots(1, shards))
     planned = time.perf_counter() - start
-    launcher = SlurmLauncher(config, run)
+    launcher = SlurmLauncher(config, run, JobRunner())
     tasks = [Task(str(run), plan.step, index, 0) for index in range(plan.shards)]
     start = time.perf_counter()
     submitted = launcher.submit(tasks, "benchmark")

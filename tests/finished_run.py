@@ -7,12 +7,20 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from laerebogen.config import Config, load_config
-from laerebogen.driver import import_seeds
-from laerebogen.plan import MergeResult, StepPlan, merge_file, plan_first, plan_next, read_plan
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.pipeline.driver import import_seeds
+from laerebogen.pipeline.plan import (
+    MergeResult,
+    StepPlan,
+    merge_file,
+    plan_first,
+    plan_next,
+    read_plan,
+)
 from laerebogen.records import Example, Message, Provenance, Step, record_id
-from laerebogen.run import start_run
-from laerebogen.store import RunStore
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
 from tests.helpers import make_example
 
 

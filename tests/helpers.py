@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
+
 from laerebogen.records import Example, Message, Provenance, Rejection, Step, record_id
+from laerebogen.store.shards import ShardWriter
 
 
 def make_example(index: int, *, stage: str = "generation", followups: bool = False) -> Example:
@@ -48,7 +51,7 @@ def make_rejection(index: int, reason: str = "not_danish") -> Rejection:
 def hold_driver_lock(run: Path) -> subprocess.Popen[str]:
     """Another process that takes the run's driver lock and keeps it until it is killed."""
     code = (
-        "import sys, time\nfrom laerebogen.store import RunStore\n"
+        "import sys, time\nfrom laerebogen.store.run_dir import RunStore\n"
         "with RunStore(sys.argv[1]).driver_lock():\n    print('held', flush=True)\n"
         "    time.sleep(120)\n"
     )
@@ -57,3 +60,9 @@ def hold_driver_lock(run: Path) -> subprocess.Popen[str]:
     )
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
     return holder
+
+
+def consumed(writer: ShardWriter, input_id: str) -> bool:
+    """Whether a committed chunk of ``writer`` consumed the input ``input_id``."""
+    probe = msgspec.structs.replace(make_example(0), id=input_id)
+    return not list(writer.pending([probe]))

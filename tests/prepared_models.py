@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.config import DEFAULT_MODEL_DIR
-from laerebogen.model_files import is_built
-from laerebogen.model_prepare import PREPARABLE, prepare_model
+from laerebogen.config.schema import DEFAULT_MODEL_DIR
+from laerebogen.models.files import is_built
+from laerebogen.models.prepare import PREPARABLE, prepare_model
 
 
 def missing_sources(*names: str) -> list[str]:

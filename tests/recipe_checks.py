@@ -6,9 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from laerebogen.launch import MERGE
-from laerebogen.plan import chain, read_merge, read_plan
-from laerebogen.store import RunStore, load_manifest
+from laerebogen.launch.task import MERGE
+from laerebogen.pipeline.plan import chain, read_merge, read_plan
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.shards import load_manifest
 
 ONE_TO_ONE = ("grammar", "quality", "followups")  # an input is kept (same id) or dropped
 

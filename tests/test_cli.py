@@ -9,9 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from laerebogen.config import load_config
-from laerebogen.run import start_run
-from laerebogen.store import RunStore
+from laerebogen.config.loading import load_config
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
 from tests.test_store import write_shard
 
 CONSOLE_SCRIPT = shutil.which("laerebogen", path=str(Path(sys.executable).parent))

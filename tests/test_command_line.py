@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from laerebogen.cli import Cli
-from laerebogen.command_line import UsageError, check_command_line
+from laerebogen.command_line import check_command_line
+from laerebogen.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ from laerebogen.command_line import UsageError, check_command_line
         (["inspect"], "inspect: missing PATH"),
         (["inspect", "a", "b"], "inspect: --limit takes a number, got 'b'"),
         (
-            ["shard", "--run", "r", "--stage", "s", "--index=x"],
+            ["shard", "--run", "r", "--step", "s", "--index=x"],
             "shard: --index takes a number, got 'x'",
         ),
         (["dataset", "--", "--trace"], "dataset: fire's own flags after '--' are not supported"),
@@ -58,7 +59,7 @@ def test_a_wrong_word_is_one_line_naming_the_closest_valid_one(
         ["inspect", "p", "--limit", "-1"],
         ["status", "r", "--json"],
         ["verify", "--run", "r"],
-        ["shard", "--run", "r", "--stage", "s", "--index", "2"],
+        ["shard", "--run", "r", "--step", "s", "--index", "2"],
         ["model", "prepare", "gemma-3-270m", "--model-dir", "/m"],
         ["dataset", "--executer", "--help"],
     ],

@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.config import (
-    Config,
-    dump_config,
-    load_config,
-    packaged_names,
-    parse_config,
-)
+from laerebogen.config.loading import dump_config, load_config, packaged_names, parse_config
+from laerebogen.config.schema import Config
 from laerebogen.errors import ConfigError
 
 

@@ -11,8 +11,8 @@ from typing import Annotated, get_args, get_origin
 import msgspec
 import pytest
 
-from laerebogen.config import Config, Model, Models
-from laerebogen.config_reference import reference_markdown, render_tables
+from laerebogen.config.reference import reference_markdown, render_tables
+from laerebogen.config.schema import Config, Model, Models
 
 README = Path(__file__).parent.parent / "README.md"
 START = "<!-- config-reference:start -->\n"

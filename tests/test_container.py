@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from laerebogen.config import load_config
-from laerebogen.launch import container_python
+from laerebogen.config.loading import load_config
+from laerebogen.launch.slurm import container_python
 from tests.apptainer_def import Definition, parse_definition, read_definition
 
 ROOT = Path(__file__).resolve().parents[1]

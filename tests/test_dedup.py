@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
-from laerebogen.dedup import near_duplicate_pairs, rouge_l, rouge_l_dedup, tokenize
+from laerebogen.filtering.dedup import near_duplicate_pairs, rouge_l, rouge_l_dedup, tokenize
 
 
 class ProjectTokenizer:
@@ -145,7 +145,7 @@ def test_near_duplicate_pairs_reports_scores() -> None:
 
 
 def test_dedup_command_keeps_original_lines_of_jsonl_seed_files_and_shards(tmp_path) -> None:
-    from laerebogen.store import RunStore
+    from laerebogen.store.run_dir import RunStore
     from tests.helpers import make_example
     from tests.test_cli import cli
 

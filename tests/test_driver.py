@@ -19,13 +19,18 @@ from typing import BinaryIO
 import msgspec
 import pytest
 
-from laerebogen.config import load_config
-from laerebogen.driver import Driver, Progress, RunFailedError, run_dataset
-from laerebogen.launch import JobState, make_launcher
-from laerebogen.plan import plan_first, read_merge
+from laerebogen.commands.dataset import run_dataset
+from laerebogen.config.loading import load_config
+from laerebogen.errors import RunFailedError
+from laerebogen.launch.choose import make_launcher
+from laerebogen.launch.task import JobState
+from laerebogen.pipeline.driver import Driver, Progress
+from laerebogen.pipeline.jobs import job_runner
+from laerebogen.pipeline.plan import plan_first, read_merge
 from laerebogen.records import Example
-from laerebogen.run import start_run
-from laerebogen.store import LiveProgress, RunStore
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
+from laerebogen.store.shards import LiveProgress
 from tests.conftest import RECIPE
 from tests.helpers import hold_driver_lock
 from tests.recipe_checks import (
@@ -270,7 +275,9 @@ def test_the_live_line_shows_each_shards_phase_answers_and_time_left(tmp_path: P
     with store.open_shard(plan.step, 2) as writer:
         writer.report(LiveProgress("loading model"))
     out = io.StringIO()
-    driver = Driver(config, store, make_launcher("debug", config, store.root), out=out)
+    driver = Driver(
+        config, store, make_launcher("debug", config, store.root, job_runner("debug")), out=out
+    )
     running, pending = JobState(True, "RUNNING"), JobState(True, "PENDING")
     jobs = {0: running, 1: pending, 2: running, 3: running}
     driver._show(plan, range(plan.shards), jobs, [4], start)

@@ -17,10 +17,17 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from laerebogen.config import Config, Model, Sampling
-from laerebogen.config import Engine as EngineSettings
-from laerebogen.engine import Engine, ModelError, chunked, configure_environment, transcript
-from laerebogen.llm import ChatRequest, CompletionRequest, Constraint, Request, Result
+from laerebogen.config.schema import Config, Model, Sampling
+from laerebogen.config.schema import Engine as EngineSettings
+from laerebogen.errors import ModelError
+from laerebogen.inference.engine import Engine, chunked, configure_environment, transcript
+from laerebogen.inference.requests import (
+    ChatRequest,
+    CompletionRequest,
+    Constraint,
+    Request,
+    Result,
+)
 from laerebogen.records import Message
 from tests.test_cli import cli
 
@@ -269,9 +276,10 @@ ENGINES_OF_ONE_PROCESS = """
 import json, os, sys
 from pathlib import Path
 import msgspec
-from laerebogen.config import Sampling, load_config
-from laerebogen.engine import Engine
-from laerebogen.llm import CompletionRequest
+from laerebogen.config.schema import Sampling
+from laerebogen.config.loading import load_config
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import CompletionRequest
 
 def python_children():
     pid = os.getpid()
@@ -288,7 +296,7 @@ others = [
 deterministic = msgspec.structs.replace(config.engine, deterministic=True)
 for number, settings in enumerate((config.engine, deterministic, config.engine)):
     if number == 2:
-        import laerebogen.dedup_kernel  # numba, as after a merge
+        import laerebogen.filtering.dedup_kernel  # numba, as after a merge
     with Engine(config.models.base, config.model_path("base"), settings) as engine:
         vllm_config = engine.load().llm_engine.vllm_config
         alone = engine.generate([request])[0]

@@ -15,9 +15,16 @@ import msgspec
 import pytest
 from datasets import load_dataset
 
-from laerebogen.config import Export
+from laerebogen.config.schema import Export
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
-from laerebogen.export import (
+from laerebogen.filtering.readability import (
+    conversation_scores,
+    count_text,
+    count_texts,
+    lix,
+    word_count,
+)
+from laerebogen.outputs.export import (
     FILTER_REASONS,
     export,
     export_scores,
@@ -25,8 +32,7 @@ from laerebogen.export import (
     filter_reasons,
     passes,
 )
-from laerebogen.plan import merge_file
-from laerebogen.readability import conversation_scores, count_text, count_texts, lix, word_count
+from laerebogen.pipeline.plan import merge_file
 from tests.finished_run import (
     GOOD_ANSWER,
     PASSING,

@@ -7,9 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import Filters
+from laerebogen.config.schema import Filters
 from laerebogen.errors import ConfigError
-from laerebogen.filters import BANNED_LEMMAS, MAX_WORDS, REASONS, HeuristicFilter, Verdict
+from laerebogen.filtering.heuristics import (
+    BANNED_LEMMAS,
+    MAX_WORDS,
+    REASONS,
+    HeuristicFilter,
+    Verdict,
+)
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 
 FILTER = HeuristicFilter()

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from laerebogen.language import (
+from laerebogen.filtering.language import (
     ALONE_LETTERS,
     DANISH,
     LanguageFilter,
     LanguageJudgement,
     language_detector,
 )
-from laerebogen.prose import language_words, strip_non_prose
+from laerebogen.filtering.prose import language_words, strip_non_prose
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from tests.language_cases import NEIGHBOURS as NEIGHBOUR_FILES
 from tests.language_cases import CaseSet, case_sets, danish_short, neighbour

@@ -12,21 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.config import load_config
+from laerebogen.config.loading import load_config
 from laerebogen.errors import LaerebogenError
-from laerebogen.launch import (
-    LocalLauncher,
+from laerebogen.launch.local import LocalLauncher
+from laerebogen.launch.slurm import (
+    CheckpointableTask,
     SlurmLauncher,
-    Submission,
-    Task,
     container_python,
     max_array_size,
     sbatch_options,
     slurm_parameters,
     windows,
 )
-from laerebogen.plan import plan_first
-from laerebogen.run import start_run
+from laerebogen.launch.task import Submission, Task
+from laerebogen.pipeline.jobs import JobRunner
+from laerebogen.pipeline.plan import plan_first
+from laerebogen.store.saved_config import start_run
 from tests.slurm_cluster import SlurmCluster
 
 
@@ -46,11 +47,8 @@ def test_max_array_size_is_read_from_the_cluster(slurm_cluster: SlurmCluster) ->
     assert max_array_size() == slurm_cluster.max_array_size
 
 
-def test_task_commands_are_the_cli_an_array_task_runs() -> None:
-    assert Task("/r", "grammar", 3, 1).command() == [
-        "shard", "--run", "/r", "--stage", "grammar", "--index", "3", "--attempt", "1",
-    ]  # fmt: skip
-    assert Task("/r", "grammar", -1, 0).command() == ["merge", "--run", "/r", "--stage", "grammar"]
+def test_a_task_is_labelled_by_its_step_and_shard_or_merge() -> None:
+    assert Task("/r", "grammar", 3, 1).label == "grammar shard 3"
     assert Task("/r", "grammar", -1, 0).label == "grammar merge"
 
 
@@ -106,7 +104,7 @@ def test_slurm_launcher_runs_tasks_inside_the_configured_container(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     config = load_config("tiny", ["container.image='/images/lb.sif'"])
-    launcher = SlurmLauncher(config, tmp_path)
+    launcher = SlurmLauncher(config, tmp_path, JobRunner())
     assert launcher.window == slurm_cluster.max_array_size
     executor = launcher._executor("grammar", merge=False)
     text = executor._executor._make_submission_file_text("x", "uid")  # type: ignore[attr-defined]
@@ -118,7 +116,9 @@ def test_a_job_request_the_cluster_refuses_stops_the_run_before_it_writes_anythi
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     """The local cluster has no GPUs: asking for one is refused in one line naming the key."""
-    SlurmLauncher(load_config("tiny"), tmp_path).check()  # what the cluster can run passes
+    SlurmLauncher(
+        load_config("tiny"), tmp_path, JobRunner()
+    ).check()  # what the cluster can run passes
     run = tmp_path / "run"
     refused = subprocess.run(
         [sys.executable, "-m", "laerebogen", "dataset", "--config", "tiny", "--run", str(run),
@@ -133,14 +133,14 @@ def test_a_job_request_the_cluster_refuses_stops_the_run_before_it_writes_anythi
     nowhere = load_config("tiny", ["slurm.partition='nowhere'"])
     refusal = r"gpu_job jobs \(.*--partition=nowhere\): .*[Ii]nvalid partition"
     with pytest.raises(LaerebogenError, match=refusal) as error:
-        SlurmLauncher(nowhere, tmp_path).check()
+        SlurmLauncher(nowhere, tmp_path, JobRunner()).check()
     assert "\n" not in str(error.value)
 
 
 def test_a_submission_sbatch_refuses_is_one_line_naming_the_job_kind(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
-    launcher = SlurmLauncher(load_config("tiny", ["slurm.gpu_job.gpus=1"]), tmp_path)
+    launcher = SlurmLauncher(load_config("tiny", ["slurm.gpu_job.gpus=1"]), tmp_path, JobRunner())
     with pytest.raises(LaerebogenError) as error:
         launcher.submit([Task(str(tmp_path), "grammar", 0, 0)], "test")
     message = str(error.value)
@@ -152,7 +152,7 @@ def test_an_interrupted_driver_names_the_slurm_jobs_it_leaves(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     config = load_config("tiny", ["slurm.extra={begin='now+600'}"])  # held: stays pending
-    launcher = SlurmLauncher(config, tmp_path)
+    launcher = SlurmLauncher(config, tmp_path, JobRunner())
     assert launcher.close() == "no SLURM job of this driver is queued or running"
     (submission,) = launcher.submit([Task(str(tmp_path), "grammar", 0, 0)], "test")
     try:
@@ -300,3 +300,20 @@ def test_a_local_worker_keeps_its_engine_between_jobs_and_retires_after_a_failur
     assert "error: generation-01 has shards 0-1, not 7" in Path(missing.log).read_text()
     assert after.job_id.split("-")[1] != worker  # a fresh worker after the failure
     assert "done already" in Path(after.log).read_text()
+
+
+def test_a_slurm_task_pickled_before_the_move_to_subpackages_loads_and_runs_the_job(
+    tmp_path: Path,
+) -> None:
+    """The file is what submitit pickled for a merge task with laerebogen at 4cdde72 (flat
+    modules): a task pending or requeued across the upgrade still runs the pipeline's job."""
+    from submitit.helpers import DelayedSubmission
+
+    old = DelayedSubmission.load(Path(__file__).parent / "data/slurm-task-before-subpackages.pkl")
+    assert isinstance(old.function, CheckpointableTask)
+    assert old.function.task == Task("/nonexistent/run", "grammar", -1, 2)
+    assert isinstance(old.function.run, JobRunner) and old.function.run.engines is None
+    with pytest.raises(LaerebogenError, match="/nonexistent/run"):
+        old.function()  # the merge job of a run that is not there: the pipeline's own error
+    requeued = old.function.checkpoint()
+    assert requeued.function.run is old.function.run and requeued.function.task == old.function.task

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from laerebogen.config import Sampling
-from laerebogen.llm import (
+from laerebogen.config.schema import Sampling
+from laerebogen.inference.requests import (
     SEED_BITS,
     ChatRequest,
     CompletionRequest,

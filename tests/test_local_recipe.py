@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from laerebogen.config import Config, load_config
-from laerebogen.engine import Engine
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.inference.engine import Engine
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.core import Context, drive

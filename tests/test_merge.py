@@ -13,12 +13,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from laerebogen import merge
-from laerebogen.config import Config, load_config
-from laerebogen.dedup import rouge_l
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, StoreError
-from laerebogen.merge import LANGUAGE_SCORE, describe, merge_step
-from laerebogen.plan import (
+from laerebogen.filtering.dedup import rouge_l
+from laerebogen.filtering.language import LANGUAGE_SCORE
+from laerebogen.pipeline import merge
+from laerebogen.pipeline.merge import merge_step, merge_summary
+from laerebogen.pipeline.plan import (
     MergeResult,
     StepPlan,
     dedup_pool,
@@ -31,8 +33,9 @@ from laerebogen.plan import (
     round_prompts,
 )
 from laerebogen.records import Example, Message, Provenance, Step, record_id
-from laerebogen.run import start_run
-from laerebogen.store import RunStore, ShardWriter
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
+from laerebogen.store.shards import ShardWriter
 
 TINY = load_config("tiny")  # target 24, 2 prompt slots per shard, 8 records per later shard
 # Generation 0 is the rounds of base generation; one round, then evolution (or follow-ups).
@@ -233,7 +236,7 @@ def test_a_generation_round_is_screened_deduplicated_and_the_next_round_planned(
     following = read_plan(store, "generation-02")
     assert following is not None
     assert following.inputs == round_prompts(TINY, [(4, 4)]) == 16
-    assert describe(result) == (
+    assert merge_summary(result) == (
         "generation-01: merged 8 records, kept 4, rejected 4 (near_duplicate 2, "
         "instruction_too_short 1, not_danish 1); next: generation-02"
     )

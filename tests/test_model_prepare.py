@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from laerebogen.errors import LaerebogenError
-from laerebogen.model_files import MARKER
-from laerebogen.model_prepare import PREPARABLE, ensure_models, prepare_model
+from laerebogen.models.files import MARKER
+from laerebogen.models.prepare import PREPARABLE, ensure_models, prepare_model
 
 GEMMA = "gemma-3-270m"
 SMOLLM2 = "smollm2-135m-instruct"

@@ -11,8 +11,9 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from laerebogen.config import Config, load_config
-from laerebogen.plan import (
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.pipeline.plan import (
     MAX_ROUND_GROWTH,
     ROUND_MARGIN,
     MergeResult,
@@ -30,10 +31,10 @@ from laerebogen.plan import (
     write_step,
 )
 from laerebogen.records import Example
-from laerebogen.run import start_run
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.stages.generation import prompt_slots
-from laerebogen.store import RunStore
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
 from tests.helpers import make_example
 
 # target 24, first round 4 prompts, at most 4 rounds, 2 prompts per shard, 8 records per shard
@@ -182,7 +183,7 @@ def test_a_step_without_records_is_planned_with_no_shards(tmp_path: Path) -> Non
     planned = write_step(store, TINY, ("quality", "quality", 0), [])
     assert planned == StepPlan("quality", "quality", 0, shards=0, inputs=0)
     assert read_plan(store, "quality") == planned
-    assert not store.has_inputs("quality", 0)
+    assert not store.input_paths("quality", 0).manifest.exists()
 
 
 # ---------------------------------------------------------------- plan_next

@@ -70,10 +70,111 @@ def package_imports() -> dict[str, set[str]]:
     return graph
 
 
+# The layers of the package, from the foundation up: a module imports only modules of its own
+# layer or of layers below it (README, "Layout").
+LAYERS = (
+    ("laerebogen", "errors", "records", "chunking", "hashing", "log", "seeds", "config"),
+    ("store", "filtering", "models"),
+    ("inference",),
+    ("stages",),
+    ("launch",),
+    ("pipeline",),
+    ("outputs",),
+    ("commands",),
+    ("cli", "command_line", "__main__"),
+)
+
+
+def layer(module: str) -> int:
+    """The layer of a package module, by its first name under ``laerebogen``."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "laerebogen"
+    (rank,) = [rank for rank, names in enumerate(LAYERS) if top in names]
+    return rank
+
+
 def test_the_package_has_no_import_cycle() -> None:
     graph = package_imports()
-    assert "laerebogen.driver" in graph["laerebogen.cli"]  # the graph sees function imports
+    assert "laerebogen.commands.dataset" in graph["laerebogen.cli"]  # sees function imports
     try:
         TopologicalSorter(graph).prepare()
     except CycleError as error:
         raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
+
+
+def test_imports_point_from_the_foundation_up() -> None:
+    wrong = [
+        f"{module} (layer {layer(module)}) imports {target} (layer {layer(target)})"
+        for module, targets in package_imports().items()
+        for target in sorted(targets)
+        if layer(target) > layer(module)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def importers(name: str) -> set[str]:
+    """The package modules that import ``name`` or a module under it, anywhere in them."""
+    found = set()
+    for path in (ROOT / "laerebogen").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(n == name or n.startswith(name + ".") for n in names):
+                found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_only_the_engine_imports_vllm_and_only_the_slurm_launcher_submitit() -> None:
+    assert importers("vllm") == {"laerebogen/inference/engine.py"}
+    assert importers("submitit") == {"laerebogen/launch/slurm.py"}
+
+
+# Calls that create, change or delete files, and the places outside the store that may make
+# them, with why (the store owns the run directory; models/ owns model directories).
+WRITE_CALLS = {"write_text", "write_bytes", "unlink", "mkdir", "rmtree", "touch"}
+OS_WRITE_CALLS = {"open", "replace", "rename", "remove"}  # as os.<name>
+WRITERS = ("laerebogen/store/", "laerebogen/models/")
+ALLOWED_WRITES = {
+    ("laerebogen/launch/local.py", "mkdir"): "the folder of a local job's log (as submitit's)",
+    ("laerebogen/launch/local_worker.py", "open"): "a local job's log",
+    ("laerebogen/launch/local_worker.py", "fdopen"): "the report pipe to the launcher",
+    ("laerebogen/commands/doctor.py", "mkdir"): "doctor's check that the run dir is writable",
+    ("laerebogen/outputs/report.py", "unlink"): "a stale plot of an earlier report",
+    ("laerebogen/cli.py", "open"): "/dev/null as stdout once its reader went away",
+}
+
+
+def file_writes(path: Path) -> set[str]:
+    """The names of the file-writing calls in a module."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        modes = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
+        on_os = isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "os"
+        if (
+            name in WRITE_CALLS
+            or (on_os and name in OS_WRITE_CALLS)
+            or (name in {"open", "fdopen"} and modes and modes[0] != "rb")
+        ):
+            found.add(name)
+    return found
+
+
+def test_only_the_store_writes_files_of_a_run() -> None:
+    unexpected = [
+        f"{relative}: {call}"
+        for path in sorted((ROOT / "laerebogen").rglob("*.py"))
+        if not (relative := path.relative_to(ROOT).as_posix()).startswith(WRITERS)
+        for call in sorted(file_writes(path))
+        if (relative, call) not in ALLOWED_WRITES
+    ]
+    assert not unexpected, unexpected
+    assert file_writes(ROOT / "laerebogen/store/atomic.py")  # the check sees writes

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from laerebogen.prose import language_words, strip_non_prose
+from laerebogen.filtering.prose import language_words, strip_non_prose
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,11 @@ import yaml
 from datasets import load_dataset
 from matplotlib.image import imread
 
-from laerebogen.card import made_with_gemma, render_card, size_category
-from laerebogen.config import load_config
+from laerebogen.config.loading import load_config
 from laerebogen.errors import StoreError
-from laerebogen.plan import MergeResult, final_records, merge_file
-from laerebogen.publish import publish
-from laerebogen.report import (
+from laerebogen.outputs.card import made_with_gemma, render_card, size_category
+from laerebogen.outputs.publish import publish
+from laerebogen.outputs.report import (
     PANELS,
     PLOTS,
     STATS_FILE,
@@ -29,7 +28,8 @@ from laerebogen.report import (
     left_out_by_target,
     write_report,
 )
-from laerebogen.store import RunStore
+from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
+from laerebogen.store.run_dir import RunStore
 from tests.finished_run import OVERRIDES, PASSING, final_conversations, finished_run, read_lines
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -337,7 +337,7 @@ def test_publish_outside_the_run_keeps_everything_together(tmp_path: Path) -> No
 
 
 def test_the_driver_ends_by_printing_dataset_card_and_plots(tmp_path: Path) -> None:
-    from laerebogen.driver import run_dataset
+    from laerebogen.commands.dataset import run_dataset
 
     _, config = finished_run(tmp_path)
     out = io.StringIO()

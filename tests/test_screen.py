@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from laerebogen.screen import Screener
+from laerebogen.filtering.screening import Screener
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from tests.test_cli import cli
 

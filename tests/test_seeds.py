@@ -10,13 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.seeds import (
-    SeedError,
-    check_seeds,
-    load_seeds,
-    packaged_seed_path,
-    seed_examples,
-)
+from laerebogen.commands.seed_report import check_seeds
+from laerebogen.errors import SeedError
+from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from tests.test_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,5 +209,5 @@ def test_the_wheel_ships_the_seeds(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("laerebogen-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("laerebogen/data/seed_tasks.jsonl")
-        assert "laerebogen/configs/gemma-27b.toml" in archive.namelist()
+        assert "laerebogen/config/presets/gemma-27b.toml" in archive.namelist()
     assert shipped == (ROOT / "seeds" / "seed_tasks.jsonl").read_bytes()

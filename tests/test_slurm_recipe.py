@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.store import RunStore
+from laerebogen.store.run_dir import RunStore
 from tests.recipe_checks import (
     MERGE,
     check_no_record_lost_or_duplicated,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.config import load_config
-from laerebogen.plan import chain
-from laerebogen.smoke import SMOKE_RECORDS, project, smoke_config, smoke_dir
-from laerebogen.store import RunStore
+from laerebogen.commands.smoke import SMOKE_RECORDS, project, smoke_config, smoke_dir
+from laerebogen.config.loading import load_config
+from laerebogen.pipeline.plan import chain
+from laerebogen.store.run_dir import RunStore
 from tests.recipe_checks import check_no_record_lost_or_duplicated
 from tests.test_driver import laerebogen
 

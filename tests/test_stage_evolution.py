@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import EVOLUTION_OPERATIONS, Config, Evolution, EvolutionOperation
-from laerebogen.engine import Engine
-from laerebogen.llm import ChatRequest, FinishReason, Request, Result
+from laerebogen.config.schema import EVOLUTION_OPERATIONS, Config, Evolution, EvolutionOperation
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import ChatRequest, FinishReason, Request, Result
 from laerebogen.records import Example, Message, Provenance, child_id
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.answers import refusal_phrase

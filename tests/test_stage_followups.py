@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import Config, Followups
-from laerebogen.engine import Engine
-from laerebogen.llm import ChatRequest, FinishReason, Request, Result
+from laerebogen.config.schema import Config, Followups
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import ChatRequest, FinishReason, Request, Result
 from laerebogen.records import Example, Message
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.core import Context, Funnel, Outcome, drive

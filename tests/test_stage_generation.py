@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import Config, Generation
-from laerebogen.engine import Engine
-from laerebogen.llm import CompletionRequest, FinishReason, Request, Result
+from laerebogen.config.schema import Config, Generation
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import CompletionRequest, FinishReason, Request, Result
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.core import Context, Outcome, drive
 from laerebogen.stages.generation import (

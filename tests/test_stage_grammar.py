@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import Config, Grammar
-from laerebogen.engine import Engine
-from laerebogen.llm import ChatRequest, Constraint, FinishReason, Request, Result
+from laerebogen.config.schema import Config, Grammar
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import ChatRequest, Constraint, FinishReason, Request, Result
 from laerebogen.records import Example
 from laerebogen.stages.core import Context, Funnel, Outcome, Stage, drive
 from laerebogen.stages.grammar import GrammarStage, correction_limits, similarity

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laerebogen.config import Config, Quality
-from laerebogen.engine import Engine
-from laerebogen.llm import Constraint, FinishReason
+from laerebogen.config.schema import Config, Quality
+from laerebogen.inference.engine import Engine
+from laerebogen.inference.requests import Constraint, FinishReason
 from laerebogen.records import Example, Provenance, Step
 from laerebogen.stages.core import Context, Outcome, drive
 from laerebogen.stages.quality import QualityStage, rewrite_limits, verdict_regex

@@ -14,14 +14,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from laerebogen import store as store_module
-from laerebogen.config import load_config
+from laerebogen.config.loading import load_config
 from laerebogen.errors import StoreError
-from laerebogen.launch import MERGE, StepJobs, Submission, jobs_file
-from laerebogen.plan import MergeResult, merge_file, plan_first, write_step
-from laerebogen.records import Example
-from laerebogen.run import start_run
-from laerebogen.status import (
+from laerebogen.launch.task import MERGE, Submission
+from laerebogen.outputs.status import (
     StatusReport,
     StepStatus,
     render_table,
@@ -30,7 +26,13 @@ from laerebogen.status import (
     status_json,
     totals,
 )
-from laerebogen.store import RunStore, atomic_write
+from laerebogen.pipeline.jobs import StepJobs, jobs_file
+from laerebogen.pipeline.plan import MergeResult, merge_file, plan_first, write_step
+from laerebogen.records import Example
+from laerebogen.store import run_dir, shards
+from laerebogen.store.atomic import atomic_write
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
 from tests.helpers import make_example, make_rejection
 
 # tiny: 2 prompt slots per generation shard, 8 records per grammar shard; 2 GPUs per shard job.
@@ -223,8 +225,10 @@ def test_status_reads_no_record_data(
     def refuse(*_: object) -> None:
         raise AssertionError("status read record data")
 
-    for name in ("iter_frames", "iter_file_records", "verify_file", "_sha256_of_file"):
-        monkeypatch.setattr(store_module, name, refuse)
+    for module in (shards, run_dir):
+        for name in ("iter_frames", "iter_file_records", "verify_file", "sha256_of_file"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
     assert run_status(run) == before
     for path in run.rglob("*.msgpack.zst"):
         path.unlink()

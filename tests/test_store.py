@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
-from laerebogen.store import LiveProgress, RunStore, atomic_lines, iter_file_records
-from tests.helpers import hold_driver_lock, make_example, make_rejection
+from laerebogen.store.atomic import atomic_lines
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.shards import LiveProgress, iter_file_records
+from tests.helpers import consumed, hold_driver_lock, make_example, make_rejection
 
 
 def write_shard(store: RunStore, stage: str, index: int, count: int, chunk: int = 10) -> None:
@@ -118,7 +120,7 @@ def test_uncommitted_bytes_from_a_killed_writer_are_discarded(tmp_path: Path) ->
     with open(paths.journal, "ab") as handle:
         handle.write(b'{"inputs":["b"],"data_en')
     with store.open_shard("generation", 0) as writer:
-        assert writer.is_consumed("a") and not writer.is_consumed("b")
+        assert consumed(writer, "a") and not consumed(writer, "b")
         writer.write_chunk([make_example(1)], consumed=["b"])
         writer.finish()
     assert [r.id for r in store.read_records("generation", 0)] == [
@@ -138,7 +140,7 @@ def test_a_committed_chunk_whose_bytes_changed_is_redone(tmp_path: Path) -> None
         handle.seek(size - 3)
         handle.write(b"XYZ")
     with store.open_shard("generation", 0) as writer:
-        assert writer.is_consumed("a") and not writer.is_consumed("b")
+        assert consumed(writer, "a") and not consumed(writer, "b")
 
 
 def test_consuming_an_input_twice_is_a_bug(tmp_path: Path) -> None:
@@ -151,13 +153,13 @@ def test_consuming_an_input_twice_is_a_bug(tmp_path: Path) -> None:
 KILLABLE_WRITER = textwrap.dedent(
     """
     import sys, time
-    from laerebogen.store import RunStore
-    from tests.helpers import make_example
+    from laerebogen.store.run_dir import RunStore
+    from tests.helpers import consumed, make_example
 
     run, total, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     inputs = [f"in-{i}" for i in range(total)]
     with RunStore(run).open_shard("generation", 3) as writer:
-        todo = [i for i in range(total) if not writer.is_consumed(inputs[i])]
+        todo = [i for i in range(total) if not consumed(writer, inputs[i])]
         for start in range(0, len(todo), 7):
             batch = todo[start : start + 7]
             # two outputs per input, like a prompt that yields several tasks
@@ -253,7 +255,7 @@ def test_inputs_are_written_whole_and_verified(tmp_path: Path) -> None:
     records = [make_example(i) for i in range(4500)]
     manifest = store.write_inputs("quality", 4, records)
     assert manifest.outputs == 4500 and manifest.chunks == 3
-    assert store.has_inputs("quality", 4)
+    assert store.input_paths("quality", 4).manifest.exists()
     assert list(store.read_inputs("quality", 4)) == records
     paths = store.input_paths("quality", 4)
     paths.data.write_bytes(paths.data.read_bytes()[:100])
@@ -262,8 +264,8 @@ def test_inputs_are_written_whole_and_verified(tmp_path: Path) -> None:
 
 
 def test_stage_names_cannot_escape_the_run(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="invalid stage name"):
-        RunStore(tmp_path).stage_dir("../elsewhere")
+    with pytest.raises(StoreError, match="invalid step name"):
+        RunStore(tmp_path).step_dir("../elsewhere")
 
 
 def test_run_level_text_files_are_written_atomically(tmp_path: Path) -> None:
@@ -303,7 +305,7 @@ def test_a_write_that_fails_half_way_keeps_the_old_file_and_leaves_no_debris(
 
 def _peak_bytes_reading(store: RunStore, stage: str) -> tuple[int, int]:
     tracemalloc.start()
-    count = sum(1 for _ in store.read_stage(stage))
+    count = sum(1 for i in store.done_shards(stage) for _ in store.read_records(stage, i))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return count, peak
@@ -342,7 +344,7 @@ def test_any_crash_state_recovers_to_a_prefix_of_committed_chunks(
                 handle.truncate(int(path.stat().st_size * cut))
         with store.open_shard("generation", 0) as writer:
             kept = writer.chunks
-            assert all(writer.is_consumed(f"in-{n}") == (n < kept) for n in range(len(chunks)))
+            assert all(consumed(writer, f"in-{n}") == (n < kept) for n in range(len(chunks)))
             writer.finish()
         assert list(store.read_records("generation", 0)) == [r for c in chunks[:kept] for r in c]
 
@@ -362,3 +364,17 @@ def test_one_driver_holds_a_run_and_a_killed_one_leaves_no_lock(tmp_path: Path) 
         assert locked
         assert f"pid {os.getpid()}" in (tmp_path / "driver.lock").read_text()
     assert (tmp_path / "driver.lock").read_text() == ""
+
+
+def test_a_manifest_written_before_steps_were_called_steps_still_reads(tmp_path: Path) -> None:
+    """Manifests of runs made before the move to subpackages name the step ``stage``."""
+    store = RunStore(tmp_path)
+    with store.open_shard("grammar", 0) as writer:
+        writer.write_chunk([make_example(0)], consumed=["a"])
+        manifest = writer.finish()
+    path = store.output_paths("grammar", 0).manifest
+    old = path.read_text().replace('"step":', '"stage":')
+    assert '"stage":"grammar"' in old.replace(" ", "")
+    path.write_text(old)
+    assert store.manifest("grammar", 0) == manifest and manifest.step == "grammar"
+    assert [r.id for r in store.read_records("grammar", 0)] == [make_example(0).id]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from laerebogen.model_files import MARKER
-from laerebogen.tiny_model import MODEL_SHAPE
+from laerebogen.models.files import MARKER
+from laerebogen.models.tiny import MODEL_SHAPE
 from tests.test_cli import cli
 
 

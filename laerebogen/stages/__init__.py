@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from laerebogen.errors import LaerebogenError
 
 if TYPE_CHECKING:
-    from laerebogen.config import Config
+    from laerebogen.config.schema import Config
     from laerebogen.stages.core import Stage
 
 STAGE_NAMES = ("generation", "grammar", "quality", "evolution", "followups")

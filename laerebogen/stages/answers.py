@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from laerebogen.llm import Result
+from laerebogen.inference.requests import Result
 
 # A refusal is short; a long answer that apologises once is still an answer.
 REFUSAL_MAX_WORDS = 80

@@ -1,11 +1,11 @@
 """What a stage is: per-record logic that asks the engine and turns answers into records.
 
 A stage knows nothing of SLURM, files or vLLM. For each input record it runs a *work*: a
-generator that yields one :class:`~laerebogen.llm.Request` at a time, receives its
-:class:`~laerebogen.llm.Result`, and finally returns an :class:`Outcome` (new records and
-rejections with reasons). Multi-call recipes (evolve, judge, answer; a follow-up question,
-then its answer, with a retry) read as straight-line code, and :func:`drive` runs the works
-of a whole chunk in lockstep, so every round of calls is one engine batch. Tests drive works
+generator that yields one :class:`~laerebogen.inference.requests.Request` at a time, receives its
+:class:`~laerebogen.inference.requests.Result`, and finally returns an :class:`Outcome` (new
+records and rejections with reasons). Multi-call recipes (evolve, judge, answer; a follow-up
+question, then its answer, with a retry) read as straight-line code, and :func:`drive` runs the
+works of a whole chunk in lockstep, so every round of calls is one engine batch. Tests drive works
 with canned results; the shard runner drives them with the real engine.
 """
 
@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from laerebogen.llm import Request, Result, sampling_seed
+from laerebogen.inference.requests import Request, Result, sampling_seed
 from laerebogen.records import Example, Rejection, Step
 
 Work = Generator[Request, Result, "Outcome"]
@@ -90,16 +90,6 @@ class Funnel(msgspec.Struct, kw_only=True):
     rejected: dict[str, int] = {}
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-    def add(self, other: Funnel) -> None:
-        """Fold another run's counts into this one (e.g. the chunks of a shard)."""
-        self.inputs += other.inputs
-        self.requests += other.requests
-        self.records += other.records
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.finished = dict(Counter(self.finished) + Counter(other.finished))
-        self.rejected = dict(Counter(self.rejected) + Counter(other.rejected))
 
 
 def drive(

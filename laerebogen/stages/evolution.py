@@ -25,8 +25,8 @@ from collections.abc import Generator
 
 import msgspec
 
-from laerebogen.config import Evolution, EvolutionOperation, Sampling
-from laerebogen.llm import ChatRequest, Constraint, Result
+from laerebogen.config.schema import Evolution, EvolutionOperation, Sampling
+from laerebogen.inference.requests import ChatRequest, Constraint, Result
 from laerebogen.records import Example, Message, Provenance, Rejection, child_id
 from laerebogen.stages.answers import refusal_phrase, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
@@ -314,7 +314,7 @@ def _normalised(text: str) -> str:
 
 def _cheap_problem(record: Example, candidate: Example) -> tuple[str, str] | None:
     """Why an evolved task fails the text rules (reason, detail), or None if it passes."""
-    from laerebogen.dedup import rouge_l
+    from laerebogen.filtering.dedup import rouge_l
 
     if not candidate.instruction:
         return "empty_instruction", "the evolved instruction is empty"

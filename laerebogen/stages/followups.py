@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from laerebogen.config import Followups
-from laerebogen.llm import ChatRequest, Constraint, Request, Result
+from laerebogen.config.schema import Followups
+from laerebogen.inference.requests import ChatRequest, Constraint, Request, Result
 from laerebogen.records import Example, Message, Rejection
 from laerebogen.stages.answers import refusal_phrase, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
@@ -153,7 +153,9 @@ def read_followup(
 
 def _repeated(message: str, earlier: Sequence[str]) -> str | None:
     """The earlier user message that ``message`` asks again, if any."""
-    from laerebogen.dedup import rouge_l  # numba stays out of the engine process's imports
+    from laerebogen.filtering.dedup import (
+        rouge_l,  # numba stays out of the engine process's imports
+    )
 
     normal = " ".join(message.lower().split())
     for text in earlier:

@@ -29,8 +29,8 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from laerebogen.config import Generation
-from laerebogen.llm import CompletionRequest, Constraint, Result
+from laerebogen.config.schema import Generation
+from laerebogen.inference.requests import CompletionRequest, Constraint, Result
 from laerebogen.records import Example, Provenance, Rejection, record_id
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.text import render

@@ -11,8 +11,8 @@ applied.
 
 from __future__ import annotations
 
-from laerebogen.config import Grammar
-from laerebogen.llm import Constraint
+from laerebogen.config.schema import Grammar
+from laerebogen.inference.requests import Constraint
 from laerebogen.records import Example, Rejection
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.text import json_object
@@ -43,7 +43,7 @@ def correction_limits(original: Triple) -> dict[str, int]:
 def similarity(original: str, corrected: str) -> float:
     """ROUGE-L of a field and its correction. Two texts without words differ in punctuation
     only, which a correction may change; an emptied or filled-in field is a rewrite."""
-    from laerebogen.dedup import rouge_l, tokenize
+    from laerebogen.filtering.dedup import rouge_l, tokenize
 
     if original == corrected or not (tokenize(original) or tokenize(corrected)):
         return 1.0 if bool(original) == bool(corrected) else 0.0

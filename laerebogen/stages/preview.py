@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from laerebogen.config import Config
-from laerebogen.llm import ChatRequest, Request
+from laerebogen.config.schema import Config
+from laerebogen.inference.requests import ChatRequest, Request
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.stages import build_stage
@@ -32,7 +32,7 @@ def first_requests(stage_name: str, config: Config, count: int) -> Iterator[Requ
             yield request
 
 
-def describe(request: Request) -> str:
+def request_preview(request: Request) -> str:
     """A request as a person reads it: settings on one line, then the prompt or messages."""
     sampling = request.sampling
     settings = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from laerebogen.config import Quality
-from laerebogen.llm import Constraint
+from laerebogen.config.schema import Quality
+from laerebogen.inference.requests import Constraint
 from laerebogen.records import Example, Rejection
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.text import json_object, json_string

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from string import Template
 
-from laerebogen.llm import Constraint
+from laerebogen.inference.requests import Constraint
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```\s*$", re.S)
 # One character of a JSON string: anything but a quote, a backslash or a control character,

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from laerebogen.config import Sampling
-from laerebogen.llm import ChatRequest, Constraint, Result
+from laerebogen.config.schema import Sampling
+from laerebogen.inference.requests import ChatRequest, Constraint, Result
 from laerebogen.records import Example, Message, Rejection, Step
 from laerebogen.stages.answers import unfinished
 from laerebogen.stages.core import Context, Outcome

@@ -1,0 +1,2 @@
+"""The configuration: its schema, loading with overrides, the packaged presets and the generated
+reference."""

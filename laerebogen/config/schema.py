@@ -1,0 +1,406 @@
+"""The configuration's schema: every section a frozen, strict msgspec Struct whose fields
+carry the one-line descriptions of the generated reference (:mod:`laerebogen.config.reference`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, get_args
+
+import msgspec
+
+from laerebogen.seeds import packaged_seed_path
+
+DEFAULT_MODEL_DIR = "~/.cache/laerebogen/models"
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+def doc(description: str) -> msgspec.Meta:
+    """A field's one-line description (Markdown) for the generated configuration reference."""
+    return msgspec.Meta(description=description)
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config table: immutable, and unknown keys are errors."""
+
+
+class Sampling(_Section):
+    """Sampling parameters of one kind of request; ``max_tokens`` is always explicit."""
+
+    temperature: Annotated[
+        float, msgspec.Meta(ge=0.0), doc("Sampling temperature: 0 is greedy, higher is more varied")
+    ] = 0.7
+    top_p: Annotated[
+        float,
+        msgspec.Meta(gt=0.0, le=1.0),
+        doc("Nucleus sampling: draw from the likeliest tokens that make up this share (1: off)"),
+    ] = 1.0
+    min_p: Annotated[
+        Fraction, doc("Drop tokens less likely than this share of the likeliest token (0: off)")
+    ] = 0.0
+    repetition_penalty: Annotated[
+        float,
+        msgspec.Meta(gt=0.0),
+        doc("vLLM's penalty on tokens already in the prompt or the reply (1: off)"),
+    ] = 1.0
+    max_tokens: Annotated[
+        Positive,
+        doc("Most tokens of a reply; a prompt longer than `max_model_len` minus this is rejected"),
+    ] = 1024
+    stop: Annotated[
+        list[str],
+        doc(
+            "Strings that end a reply where they appear (not kept), e.g. a blank line for a "
+            "pretrained model that never ends a chat turn"
+        ),
+    ] = []
+
+
+class Model(_Section):
+    """A model directory and the vLLM engine settings for it (0 means vLLM's default)."""
+
+    path: Annotated[
+        str,
+        doc("Model directory (relative: under `model_dir`); its name is the model in provenance"),
+    ]
+    dtype: Annotated[
+        Literal["auto", "bfloat16", "float16", "float32"],
+        doc("Data type of weights and activations in vLLM (`auto`: from the model's config)"),
+    ] = "auto"
+    max_model_len: Annotated[
+        Positive, doc("Context length in tokens (prompt plus reply) that vLLM makes room for")
+    ] = 4096
+    tensor_parallel_size: Annotated[
+        Positive,
+        doc("GPUs one model is split over; the local executor gives each task the base model's"),
+    ] = 1
+    gpu_memory_utilization: Annotated[
+        float,
+        msgspec.Meta(gt=0.0, le=1.0),
+        doc("Share of GPU memory vLLM takes for weights and KV cache"),
+    ] = 0.9
+    max_num_seqs: Annotated[Positive, doc("Most sequences vLLM decodes in one batch")] = 256
+    max_num_batched_tokens: Annotated[
+        NonNegative, doc("Most tokens vLLM processes in one step (0: vLLM's default)")
+    ] = 0
+    enforce_eager: Annotated[
+        bool, doc("No CUDA graphs: vLLM starts faster and needs less memory, but decodes slower")
+    ] = False
+    trust_remote_code: Annotated[
+        bool, doc("Let vLLM run Python code that comes with the model directory")
+    ] = False
+    chat_template: Annotated[
+        Literal["model", "transcript"],
+        doc(
+            "How chat requests are written for the model: `model`, its own chat template; "
+            "`transcript`, a plain Danish transcript (Bruger:/Assistent:) that a pretrained "
+            "model continues"
+        ),
+    ] = "model"
+
+
+class Models(_Section):
+    """The pretrained model for base generation and the instruction-tuned one for the rest."""
+
+    base: Annotated[Model, doc("The pretrained model of base generation")]
+    instruct: Annotated[
+        Model, doc("The instruction-tuned model of grammar, quality, evolution and follow-ups")
+    ]
+
+
+class Engine(_Section):
+    """How requests are batched; a shard checkpoints after every chunk."""
+
+    chunk_size: Annotated[
+        Positive,
+        doc(
+            "Inputs per vLLM call; a shard commits after each, so a killed task redoes one at most"
+        ),
+    ] = 2000
+    prefix_caching: Annotated[
+        bool, doc("vLLM's prefix cache: prompts that start alike (few-shot headers) share work")
+    ] = True
+    cpu_kvcache_gib: Annotated[
+        Positive,
+        doc("KV cache GiB of vLLM's CPU build (`VLLM_CPU_KVCACHE_SPACE`; one already set wins)"),
+    ] = 4
+    deterministic: Annotated[
+        bool,
+        doc(
+            "Outputs that do not depend on which requests share a batch: vLLM's batch-invariant "
+            "kernels on GPUs that have them; on CPUs one sequence at a time. No prefix cache"
+        ),
+    ] = False
+
+
+class Generation(_Section):
+    """Base generation (Self-Instruct/Alpaca): rounds of few-shot prompts until ``target``."""
+
+    target: Annotated[
+        Positive, doc("Base examples wanted: rounds run until the merged rounds hold this many")
+    ] = 52_000
+    seeds_per_prompt: Annotated[
+        Positive, doc("Seed tasks shown as the first items of each prompt's numbered list")
+    ] = 3
+    tasks_per_prompt: Annotated[
+        Positive,
+        doc("Length of each prompt's list, seeds included; must exceed `seeds_per_prompt`"),
+    ] = 20
+    first_round_prompts: Annotated[
+        Positive,
+        doc(
+            "Prompts of round 1; later rounds are sized by the yield, capped at a multiple of "
+            "this and never below one shard's worth"
+        ),
+    ] = 4000
+    max_rounds: Annotated[
+        Positive, doc("Most rounds of base generation, even when `target` is not reached")
+    ] = 30
+    prompts_per_shard: Annotated[Positive, doc("Prompts per shard (one array task)")] = 500
+    constrained: Annotated[
+        bool, doc("Force the numbered-list format by a regex (for a model that cannot follow it)")
+    ] = False
+    sampling: Annotated[Sampling, doc("Sampling of the list completions")] = Sampling(
+        temperature=1.0, max_tokens=3072
+    )
+
+
+class _InstructStage(_Section):
+    """What every stage run with the instruction-tuned model has.
+
+    ``constrained`` makes structured replies (JSON) follow their format exactly.
+    ``bounded`` also bounds the length of every reply: free-text answers end at
+    ``max_tokens // 2`` characters and JSON strings at a share of ``max_tokens``. Only for a
+    model that never stops by itself, like the random test model: it cuts long answers of a
+    real model short, and bounded JSON strings make constrained decoding slow (see
+    :func:`~laerebogen.stages.text.json_string`).
+    """
+
+    records_per_shard: Annotated[Positive, doc("Records per shard (one array task)")] = 5000
+    constrained: Annotated[
+        bool, doc("Make structured (JSON) replies follow their format exactly")
+    ] = True
+    bounded: Annotated[
+        bool,
+        doc(
+            "Bound every reply's text within `max_tokens`: for a model that never stops (slow "
+            "with a real vocabulary)"
+        ),
+    ] = False
+
+
+class Grammar(_InstructStage):
+    """Grammar correction; a correction further than ``min_similarity`` is a rewrite."""
+
+    enabled: Annotated[bool, doc("Run grammar correction")] = True
+    min_similarity: Annotated[
+        Fraction, doc("ROUGE-L to the original below which a correction is a rewrite, not kept")
+    ] = 0.5
+    sampling: Annotated[Sampling, doc("Sampling of the corrections")] = Sampling(
+        temperature=0.2, max_tokens=2048
+    )
+
+
+class Quality(_InstructStage):
+    """Quality judgement and rewriting of poor examples."""
+
+    enabled: Annotated[bool, doc("Run quality judgement")] = True
+    sampling: Annotated[Sampling, doc("Sampling of the verdicts and rewrites")] = Sampling(
+        temperature=0.3, max_tokens=2048
+    )
+
+
+EvolutionOperation = Literal[
+    "add_constraints",
+    "deepen",
+    "concretise",
+    "increase_reasoning",
+    "complicate_input",
+    "in_breadth",
+]
+EVOLUTION_OPERATIONS: tuple[EvolutionOperation, ...] = get_args(EvolutionOperation)
+
+
+class Evolution(_InstructStage):
+    """Evol-Instruct: ``generations`` rounds of in-depth and in-breadth evolution."""
+
+    generations: Annotated[
+        NonNegative, doc("Evolution rounds, each on the previous one's survivors (0: none)")
+    ] = 4
+    operations: Annotated[
+        list[EvolutionOperation], doc("Operations a record's evolution is drawn from, uniformly")
+    ] = msgspec.field(default_factory=lambda: list(EVOLUTION_OPERATIONS))
+    sampling: Annotated[
+        Sampling, doc("Sampling of the evolved tasks and the judgement of them")
+    ] = Sampling(temperature=0.7, max_tokens=2048)
+    answer_sampling: Annotated[Sampling, doc("Sampling of the evolved tasks' answers")] = Sampling(
+        temperature=0.7, max_tokens=2048
+    )
+
+
+class Followups(_InstructStage):
+    """Follow-up turns: a user message and an answer per turn."""
+
+    turns: Annotated[
+        NonNegative, doc("User/assistant turns added to each conversation (0: no follow-ups)")
+    ] = 3
+    sampling: Annotated[Sampling, doc("Sampling of the user's follow-up messages")] = Sampling(
+        temperature=0.8, max_tokens=512
+    )
+    answer_sampling: Annotated[Sampling, doc("Sampling of the assistant's answers")] = Sampling(
+        temperature=0.7, max_tokens=2048
+    )
+
+
+class Filters(_Section):
+    """Filters of the merge job; an empty ``banned_words`` uses the built-in Danish list."""
+
+    rouge_threshold: Annotated[
+        Fraction, doc("ROUGE-L of instructions above which a record is an earlier one's duplicate")
+    ] = 0.7
+    banned_words: Annotated[
+        list[str],
+        doc(
+            "Words or phrases, any inflection, that reject a record's instruction (empty: built-in)"
+        ),
+    ] = []
+    max_input_words: Annotated[
+        Positive,
+        doc("Most words of an input (the instruction keeps Alpaca's 150): texts to summarise"),
+    ] = 400
+
+
+class Export(_Section):
+    """Thresholds of the dataset's filtered version; each bounds a conversation score
+    inclusively (the card says why each is set as it is)."""
+
+    min_lix: Annotated[
+        float, msgspec.Meta(ge=0.0), doc("Lowest LIX (readability) of the answers")
+    ] = 20.0
+    max_lix: Annotated[
+        float, msgspec.Meta(ge=0.0), doc("Highest LIX of the answers; at least `min_lix`")
+    ] = 60.0
+    min_assistant_words: Annotated[
+        NonNegative, doc("Fewest words of the answers of a conversation together")
+    ] = 30
+    min_danish_confidence: Annotated[
+        Fraction, doc("Lowest confidence of the language detector that the text is Danish")
+    ] = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_lix > self.max_lix:
+            raise ValueError(f"min_lix {self.min_lix} is above max_lix {self.max_lix}")
+
+    def thresholds(self) -> dict[str, float]:
+        """The thresholds by name (``min_<score>``/``max_<score>``), in declaration order."""
+        return msgspec.structs.asdict(self)
+
+
+class SlurmJob(_Section):
+    """Resources of one kind of SLURM job."""
+
+    time_minutes: Annotated[Positive, doc("Time limit of a task in minutes")] = 240
+    gpus: Annotated[NonNegative, doc("GPUs per task (0: none asked for)")] = 1
+    cpus: Annotated[Positive, doc("CPUs per task")] = 8
+    mem_gb: Annotated[Positive, doc("Memory per task in GB")] = 64
+
+
+class Slurm(_Section):
+    """Where and how SLURM jobs run; ``extra`` holds further sbatch options, e.g.
+    ``{constraint = "a100", requeue = true}`` (true: a flag without a value)."""
+
+    partition: Annotated[str, doc("`sbatch --partition` (empty: the cluster's default)")] = ""
+    account: Annotated[str, doc("`sbatch --account` (empty: the user's default)")] = ""
+    qos: Annotated[str, doc("`sbatch --qos` (empty: the default)")] = ""
+    array_parallelism: Annotated[Positive, doc("Most tasks of one array job running at once")] = 32
+    gpu_job: Annotated[
+        SlurmJob,
+        doc("Resources of a shard task; its `gpus` also weigh the GPU-hours `status` reports"),
+    ] = SlurmJob()
+    cpu_job: Annotated[SlurmJob, doc("Resources of the merge jobs")] = SlurmJob(
+        gpus=0, cpus=4, mem_gb=16, time_minutes=120
+    )
+    extra: Annotated[
+        dict[str, str | int | bool], doc("Further sbatch options (`true`: a flag without a value)")
+    ] = {}
+
+
+class Container(_Section):
+    """The Apptainer image array tasks run in (empty: run on the host)."""
+
+    image: Annotated[
+        str, doc("Apptainer image (`.sif`) of the SLURM tasks (empty: run on the host)")
+    ] = ""
+    binds: Annotated[
+        list[str], doc("Further paths to bind; the run and model directories always are")
+    ] = []
+
+
+class Launch(_Section):
+    """Which executor runs shards, how often a failed shard is retried (per driver run) and
+    how often the driver looks at its jobs."""
+
+    executor: Annotated[
+        Literal["slurm", "local", "debug"],
+        doc("Where tasks run: SLURM arrays, local subprocesses, or in the driver's process"),
+    ] = "slurm"
+    max_retries: Annotated[NonNegative, doc("Resubmissions of a failed shard per driver run")] = 2
+    local_parallelism: Annotated[
+        Positive, doc("Tasks the local executor runs at once (at most one per GPU group)")
+    ] = 1
+    poll_seconds: Annotated[
+        float, msgspec.Meta(gt=0.0), doc("Seconds between the driver's looks at its jobs")
+    ] = 2.0
+
+
+class Config(_Section):
+    """A whole recipe: models, per-stage settings and where the work runs."""
+
+    models: Annotated[Models, doc("The two models; each needs at least `path`")]
+    name: Annotated[
+        str, doc("Recipe name: shown by the driver; `runs/<name>` is the default run directory")
+    ] = ""
+    seed: Annotated[
+        NonNegative, doc("Run seed every sampling seed and random draw derives from")
+    ] = 0
+    model_dir: Annotated[
+        str, doc("Directory of relative model paths (`$VARS` and `~` expanded)")
+    ] = DEFAULT_MODEL_DIR
+    seed_file: Annotated[
+        str, doc("Seed task file (JSONL) of base generation (empty: the packaged seeds)")
+    ] = ""
+    engine: Annotated[Engine, doc("How vLLM is run and fed")] = Engine()
+    generation: Annotated[Generation, doc("Base generation with the pretrained model")] = (
+        Generation()
+    )
+    grammar: Annotated[Grammar, doc("Grammar correction")] = Grammar()
+    quality: Annotated[Quality, doc("Quality judgement and rewriting")] = Quality()
+    evolution: Annotated[
+        Evolution, doc("Evol-Instruct: harder and rarer tasks, generation by generation")
+    ] = Evolution()
+    followups: Annotated[Followups, doc("Follow-up turns that make conversations multi-turn")] = (
+        Followups()
+    )
+    filters: Annotated[Filters, doc("Filters of the merge jobs")] = Filters()
+    export: Annotated[Export, doc("Thresholds of the filtered dataset (inclusive)")] = Export()
+    launch: Annotated[Launch, doc("Executor, retries and polling of the driver")] = Launch()
+    slurm: Annotated[Slurm, doc("Partition, account and resources of the SLURM jobs")] = Slurm()
+    container: Annotated[Container, doc("Apptainer image of the SLURM tasks")] = Container()
+
+    def seed_path(self) -> Path:
+        """The seed task file: ``seed_file`` if set, else the seeds shipped with the package."""
+        if not self.seed_file:
+            return packaged_seed_path()
+        return Path(os.path.expandvars(self.seed_file)).expanduser()
+
+    def model_path(self, role: Literal["base", "instruct"]) -> Path:
+        """The model directory of ``role``; relative paths are taken under ``model_dir``."""
+        model: Model = getattr(self.models, role)
+        path = Path(os.path.expandvars(model.path)).expanduser()
+        if path.is_absolute():
+            return path
+        return Path(os.path.expandvars(self.model_dir)).expanduser() / path

@@ -1,0 +1,411 @@
+"""The dataset card: a Hugging Face ``README.md`` written next to the export.
+
+The card is rendered from the run's own figures (:class:`laerebogen.outputs.report.DatasetStats`)
+and its config, never from hand-kept text, so it cannot disagree with the data: models and
+sampling per stage, seed count, the funnel of every step with its rejection reasons and the
+records the generation target left out, dedup counts, evolution generations and operations, the
+thresholds of the filtered version with why each is set, an example conversation, the plots (a
+sentence in place of a panel without data), compute and limitations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from laerebogen import __version__
+from laerebogen.config.schema import Config, Sampling
+from laerebogen.filtering.heuristics import MAX_WORDS, MIN_INSTRUCTION_WORDS
+from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
+from laerebogen.outputs.export import filter_reasons
+from laerebogen.outputs.report import PANELS, DatasetStats
+from laerebogen.outputs.status import StepStatus
+from laerebogen.pipeline.plan import later_steps
+from laerebogen.records import Message
+
+CARD_FILE = "README.md"
+GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
+GEMMA_POLICY = "https://ai.google.dev/gemma/prohibited_use_policy"
+EXAMPLE_CHARS = 600  # characters of each message shown in the card's example
+SAMPLING_HEADER = (
+    "stage", "requests", "model", "temperature", "top_p", "min_p", "repetition penalty",
+    "max tokens",
+)  # fmt: skip
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+)
+
+
+def size_category(count: int) -> str:
+    """The Hugging Face ``size_categories`` bucket of ``count`` rows."""
+    for limit, name in SIZE_CATEGORIES:
+        if count < limit:
+            return name
+    return "n>10M"
+
+
+def made_with_gemma(config: Config) -> bool:
+    """Whether either model is a Gemma model: by its directory name or its ``model_type``."""
+    for role in ("base", "instruct"):
+        path = config.model_path(role)
+        if "gemma" in path.name.lower():
+            return True
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if "gemma" in str(model_type).lower():
+            return True
+    return False
+
+
+def _header(stats: DatasetStats, config: Config, complete: str, filtered: str) -> str:
+    gemma = made_with_gemma(config)
+    licence = (
+        f"license: other\nlicense_name: gemma-terms-of-use\nlicense_link: {GEMMA_TERMS}\n"
+        if gemma
+        else "license: other\nlicense_name: see-the-models-terms\n"
+    )
+    return (
+        "---\n"
+        "language:\n- da\n"
+        f"{licence}"
+        "pretty_name: Lærebogen\n"
+        "task_categories:\n- text-generation\n"
+        f"size_categories:\n- {size_category(stats.conversations)}\n"
+        "tags:\n- synthetic\n- instruction-tuning\n- multi-turn\n- danish\n"
+        "configs:\n"
+        "- config_name: filtered\n  default: true\n  data_files:\n"
+        f"  - split: train\n    path: {filtered}\n"
+        "- config_name: complete\n  data_files:\n"
+        f"  - split: train\n    path: {complete}\n"
+        "---\n"
+    )
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "-"
+
+
+def _sampling_rows(config: Config) -> list[list[object]]:
+    """A row per kind of request: stage, what is sampled, model, sampling parameters."""
+    requests: list[tuple[str, str, str, Sampling]] = [
+        ("generation", "new tasks", "base", config.generation.sampling)
+    ]
+    stages = {stage for _, stage, _ in later_steps(config)}
+    if "grammar" in stages:
+        requests.append(("grammar", "corrections", "instruct", config.grammar.sampling))
+    if "quality" in stages:
+        requests.append(("quality", "judgements, rewrites", "instruct", config.quality.sampling))
+    if "evolution" in stages:
+        requests.append(("evolution", "evolved tasks", "instruct", config.evolution.sampling))
+        requests.append(("evolution", "answers", "instruct", config.evolution.answer_sampling))
+    if "followups" in stages:
+        requests.append(("followups", "user turns", "instruct", config.followups.sampling))
+        requests.append(("followups", "answers", "instruct", config.followups.answer_sampling))
+    return [
+        [
+            stage,
+            what,
+            f"`{config.model_path(role).name}`",  # type: ignore[arg-type]
+            s.temperature,
+            s.top_p,
+            s.min_p,
+            s.repetition_penalty,
+            s.max_tokens,
+        ]
+        for stage, what, role, s in requests
+    ]
+
+
+def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
+    """The recipe's steps as this run did them: counts from its steps, not the config's
+    intent (a step that did not run says so)."""
+    steps: dict[str, list[StepStatus]] = {}
+    for step in stats.steps:
+        steps.setdefault(step.stage, []).append(step)
+    generation = steps.get("generation", [])
+    prompts = sum(step.records_in for step in generation)
+    parsed = sum(step.records_out for step in generation)
+    kept = sum(step.kept or 0 for step in generation)
+    capped = sum(stats.left_out_by_target.values())
+    rounds = len(generation)
+    lines = [
+        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
+        "input, output).",
+        f"2. **Base generation**: {prompts} few-shot prompts of "
+        f"{config.generation.seeds_per_prompt} random seeds in {rounds} "
+        f"round{'s' if rounds != 1 else ''} asked the pretrained model for up to "
+        f"{config.generation.tasks_per_prompt} new tasks each; {parsed} were parsed and {kept} "
+        f"kept after screening and deduplication (target {config.generation.target}"
+        + (f"; {capped} left out by the target" if capped else "")
+        + ").",
+    ]
+    for number, (stage, what) in enumerate(
+        (("grammar", "Grammar correction"), ("quality", "Quality improvement")), start=3
+    ):
+        done = steps.get(stage, [])
+        lines.append(
+            f"{number}. **{what}** by the instruction-tuned model: "
+            + (
+                f"{done[0].records_in} records, {sum(done[0].rejected.values())} of its "
+                "replies rejected (the record then stays as it was)."
+                if done
+                else "not run."
+            )
+        )
+    evolution = steps.get("evolution", [])
+    lines.append(
+        "5. **Evol-Instruct**: "
+        + (
+            f"{len(evolution)} generations of in-depth and in-breadth evolution; kept per "
+            "generation: "
+            + ", ".join(f"{s.step} {s.kept or 0} of {s.records_in}" for s in evolution)
+            + "; all generations are kept and shuffled together."
+            if evolution
+            else "not run."
+        )
+    )
+    added = {int(turns) - 1: count for turns, count in stats.turns.items()}
+    lines.append(
+        "6. **Follow-ups**: "
+        + (
+            f"up to {config.followups.turns} more user turns and answers per conversation; "
+            "conversations by turns added: "
+            + ", ".join(
+                f"{turns} turn{'s' if turns != 1 else ''}: {count}"
+                for turns, count in sorted(added.items(), reverse=True)
+            )
+            + "."
+            if "followups" in steps
+            else "not run."
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _funnel(stats: DatasetStats) -> str:
+    """A row per step; the last column only for base generation, whose target caps it."""
+    rows = [
+        [
+            s.step,
+            s.records_in,
+            s.records_out,
+            _reasons(s.rejected),
+            _reasons(s.merge_rejected),
+            "-" if s.kept is None else s.kept,
+            stats.left_out_by_target.get(s.step, "-"),
+        ]
+        for s in stats.steps
+    ]
+    header = [
+        "step", "in", "out", "rejected in the shards", "rejected by the merge", "kept",
+        "left out by the target",
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
+def _plot(stats: DatasetStats, plot: str, alt: str) -> str:
+    """The image of ``plot`` (when it has data), and a sentence for each panel of it left
+    out for having none."""
+    lines = [f"![{alt}]({stats.plots[plot]})"] if plot in stats.plots else []
+    lines += [
+        f'No "{PANELS[name].title}" panel: the run has no {PANELS[name].missing}.'
+        for name in stats.omitted
+        if PANELS[name].plot == plot
+    ]
+    return "\n\n".join(lines) + "\n"
+
+
+def _screen(config: Config) -> str:
+    """The rules every merge job screened the records with, from the run's config."""
+    banned = config.filters.banned_words
+    topics = (
+        f"the run's own list ({', '.join(banned)})"
+        if banned
+        else "the built-in Danish list (billede, foto, graf, diagram, flowchart, tegning, "
+        'illustration, fil, landkort, video, lydfil, lydoptagelse, musik, "gå til", "klik på")'
+    )
+    return (
+        "The merge jobs screen the records with two filters (the follow-up merge with the "
+        "second only, on the added turns); the funnel below gives the rejections per step and "
+        "reason.\n\n"
+        f"- **Heuristics** (Alpaca's, made right for Danish): an instruction of "
+        f"{MIN_INSTRUCTION_WORDS}-{MAX_WORDS} words, an input of at most "
+        f"{config.filters.max_input_words} words, a non-empty output, no punctuation first, not "
+        '"Skriv et program", no leaked prompt-template headers, and no topic a text model '
+        f"cannot do in the instruction: {topics}, in every inflection and as the head of a "
+        "compound; a verb phrase only where it asks to navigate (its imperative starting a "
+        "clause, or a page, link, menu or button within five words).\n"
+        "- **Danish** (lingua, with function words that tell Danish from its neighbours): "
+        "code, formulas, URLs, numbers, notations, names and quoted terms are removed; a "
+        f"field with fewer than {MIN_WORDS} words left is not judged; one with at least "
+        f"{ALONE_LETTERS} letters is judged alone (a long one on its first and last {WINDOW} "
+        "characters); a shorter one is rejected when a neighbour language's words win in it "
+        "or lingua alone is sure of a neighbour, and is otherwise judged with the rest of the "
+        "example. Translation tasks may use the language they name. The follow-up merge "
+        f"judges every added user message and answer (an answer on its last {WINDOW} "
+        "characters).\n"
+    )
+
+
+def _pretrained_note(config: Config) -> str:
+    """A limitation when a pretrained model played the instruction-tuned role."""
+    if config.models.instruct.chat_template != "transcript":
+        return ""
+    model = config.model_path("instruct").name
+    return (
+        f"- The instruction-tuned role was played by `{model}`, a pretrained model given each "
+        "chat as a plain transcript to continue: its answers, corrections, evolved tasks and "
+        "follow-up questions show the recipe's shape (turns, generations, the funnel), not "
+        "instruction following. Data made this way shows how the pipeline works; it is not "
+        "meant for training.\n"
+    )
+
+
+def _example(messages: Sequence[Message]) -> str:
+    shown = []
+    for message in messages:
+        content = message.content
+        if len(content) > EXAMPLE_CHARS:
+            content = content[:EXAMPLE_CHARS].rstrip() + " […]"
+        shown.append({"role": message.role, "content": content})
+    text = json.dumps({"messages": shown}, ensure_ascii=False, indent=2)
+    return f"```json\n{text}\n```"
+
+
+def _counts(counts: Mapping[str, int], key: str) -> str:
+    return _table([key, "conversations"], list(counts.items())) if counts else "(none)"
+
+
+def render_card(
+    stats: DatasetStats,
+    config: Config,
+    *,
+    complete: str,
+    filtered: str,
+    example: Sequence[Message],
+) -> str:
+    """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
+    the data files' names, ``example`` is the conversation shown."""
+    gemma = made_with_gemma(config)
+    models = sorted(set(stats.models.values()))
+    total = stats.total
+    words = stats.words
+    reasons = filter_reasons(stats.filters)
+    evolution_steps = [s for s in stats.steps if s.stage == "evolution"]
+    sections = [
+        _header(stats, config, complete, filtered),
+        f"# Lærebogen{f' ({stats.name})' if stats.name else ''}\n",
+        f"A synthetic Danish instruction-tuning dataset of **{stats.conversations}** "
+        f"conversations (**{stats.filtered}** in the filtered version), made by "
+        f"laerebogen {__version__} with "
+        + " and ".join(f"`{m}`" for m in models)
+        + f" from {stats.seed_tasks} hand-written Danish seed tasks (run seed {stats.seed}).\n",
+        "```python\nfrom datasets import load_dataset\n\n"
+        'filtered = load_dataset("path/to/this/directory", "filtered", split="train")\n'
+        'complete = load_dataset("path/to/this/directory", "complete", split="train")\n```\n',
+        "## Structure\n",
+        'One conversation per line: `{"messages": [{"role": "user" | "assistant", '
+        '"content": ...}, ...]}`. Files: '
+        f"`{complete}` (complete), `{filtered}` (filtered). For example:\n",
+        _example(example) + "\n",
+        _counts(stats.turns, "user turns") + "\n",
+        _plot(stats, "turns", "Turns per conversation"),
+        _table(
+            ["role", "messages", "mean words", "median", "10th percentile", "90th percentile"],
+            [[role, d.count, d.mean, d.median, d.p10, d.p90] for role, d in words.items()],
+        )
+        + "\n",
+        _plot(stats, "lengths", "Words per message"),
+        "## How it was made\n",
+        _how_it_was_made(stats, config),
+        "After every step a merge job screens the records again and removes near-duplicates: "
+        "ROUGE-L of the instruction above "
+        f"{config.filters.rouge_threshold} against every record kept before "
+        f"(over the run: {stats.dedup.get('near_duplicate', 0)} near-duplicates and "
+        f"{stats.dedup.get('duplicate_id', 0)} duplicate ids removed).\n",
+        _screen(config),
+        "### Models and sampling\n",
+        _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
+        "### Funnel\n",
+        "Records into each step, out of its shards and kept by its merge, with every rejection "
+        "reason, and the records base generation kept beyond its target (left out before the "
+        "next step):\n",
+        _funnel(stats) + "\n",
+        _plot(stats, "funnel", "Funnel per step"),
+        "### Evolution\n",
+        "Conversations by evolution generation (0: not evolved) and by the operation that "
+        "made them:\n",
+        _counts(stats.generations, "generation") + "\n",
+        _counts(stats.operations, "operation") + "\n",
+        (
+            "Eliminated evolutions: "
+            + "; ".join(f"{s.step}: {_reasons(s.rejected)}" for s in evolution_steps)
+            + "\n"
+            if evolution_steps
+            else ""
+        ),
+        _plot(stats, "evolution", "Evolution generations and operations"),
+        "## Quality scores and the filtered version\n",
+        "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
+        "words per sentence plus the share of words longer than 6 letters), words per role, "
+        "turns and lingua's Danish confidence. The filtered version keeps the conversations "
+        "that pass every threshold:\n",
+        "\n".join(
+            f"- `{name}` = {value:g}: {reasons[name]} "
+            f"({stats.failed_filters.get(name, 0)} conversations fail it)"
+            for name, value in stats.filters.items()
+        )
+        + "\n",
+        f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "
+        f"{stats.lix.p10}-{stats.lix.p90}. Danish confidence: median "
+        f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",
+        _plot(stats, "lix", "LIX"),
+        _plot(stats, "language", "Danish confidence"),
+        "## Compute\n",
+        f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
+        f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "
+        f"{total.wall_seconds / 3600:.2f} h "
+        + (f"({total.gpu_hours:.2f} GPU-hours), " if total.gpu_hours else "on CPUs (no GPUs), ")
+        + f"{total.failed_attempts} retried jobs.\n",
+        "## Limitations\n",
+        "- Every answer is written by a language model and has not been checked by people: "
+        "it can state wrong facts, reason badly or follow the instruction only in part.\n"
+        "- The Danish is the models' Danish: the grammar step and the filters catch much, but "
+        "anglicisms, Norwegian and Swedish forms and stilted phrasing remain.\n"
+        "- Language detection tells Danish from other languages, not good Danish from bad; "
+        "LIX measures readability, not correctness.\n"
+        "- Deduplication compares instructions only (ROUGE-L), so similar tasks with "
+        "different wording remain, and the seeds' 21 categories bound the topics.\n"
+        "- Follow-up user turns are written by the model and are tidier than real users.\n"
+        + _pretrained_note(config),
+        "## Licence\n",
+        (
+            "The conversations are output of Gemma models and are provided under and subject "
+            f"to the [Gemma Terms of Use]({GEMMA_TERMS}); use must follow the "
+            f"[Gemma Prohibited Use Policy]({GEMMA_POLICY}). "
+            if gemma
+            else "The conversations are output of "
+            + " and ".join(f"`{m}`" for m in models)
+            + ": the terms of those models apply to them. "
+        )
+        + "The seed tasks and laerebogen are Apache-2.0.\n",
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def card_path(dataset: Path) -> Path:
+    """Where the card of the dataset file ``dataset`` goes: ``README.md`` beside it."""
+    return dataset.parent / CARD_FILE

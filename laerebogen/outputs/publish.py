@@ -1,0 +1,82 @@
+"""A finished run made publishable: the dataset files, ``stats.json``, plots and the card.
+
+What ``laerebogen export`` and the end of ``laerebogen dataset`` write, all in the directory of
+the export (the run directory by default), so that directory is a dataset repository as the
+Hugging Face Hub expects it: ``README.md`` (the card), the complete and filtered JSONL (and
+Parquet), ``stats.json`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+
+from laerebogen.config.schema import Config
+from laerebogen.errors import InvariantError
+from laerebogen.outputs.card import card_path, render_card
+from laerebogen.outputs.export import Conversation, ExportResult, export, export_summary
+from laerebogen.outputs.report import Report, report_summary, write_report
+from laerebogen.records import Message
+from laerebogen.store.atomic import atomic_write
+from laerebogen.store.run_dir import RunStore
+
+
+class Published(NamedTuple):
+    """What :func:`publish` wrote."""
+
+    export: ExportResult
+    report: Report
+    card: Path
+
+
+def first_conversation(*paths: Path) -> tuple[Message, ...]:
+    """The first conversation of the first non-empty JSONL file of ``paths`` (the card's
+    example); empty when every file is empty."""
+    decoder = msgspec.json.Decoder(Conversation)
+    for path in paths:
+        with open(path, "rb") as handle:
+            line = handle.readline()
+        if line.strip():
+            return decoder.decode(line).messages
+    return ()
+
+
+def publish(
+    store: RunStore,
+    config: Config,
+    out: Path | None = None,
+    *,
+    with_metadata: bool = False,
+    parquet: bool = False,
+) -> Published:
+    """Export a finished run (``out`` as in :func:`laerebogen.outputs.export.export`), then write
+    its report and card beside the export."""
+    result = export(store, config, out, with_metadata=with_metadata, parquet=parquet)
+    report = write_report(store, config, result.complete.parent)
+    if (report.stats.conversations, report.stats.filtered) != (
+        result.count,
+        result.filtered_count,
+    ):
+        raise InvariantError("the report and the export count different conversations")
+    card = render_card(
+        report.stats,
+        config,
+        complete=result.complete.name,
+        filtered=result.filtered.name,
+        example=first_conversation(result.filtered, result.complete),
+    )
+    path = atomic_write(card_path(result.complete), card.encode("utf-8"))
+    return Published(result, report, path)
+
+
+def publish_summary(published: Published) -> str:
+    """What was written, one kind of file per line."""
+    return "\n".join(
+        [
+            export_summary(published.export),
+            report_summary(published.report),
+            f"card: {published.card}",
+        ]
+    )

@@ -1,0 +1,428 @@
+"""``laerebogen report``: the figures of a finished run as ``stats.json`` and PNG plots.
+
+The numbers are what a dataset card needs and what a user checks before trusting a run: the
+funnel of every step (records in, out, rejected by reason in the shards and in the merge, kept,
+and the base-generation records the target left out), the dataset's shape (words per message
+by role, turns, origins, evolution generations and operations) and its quality scores (LIX,
+Danish confidence) with the filtered version's thresholds and how many conversations each one
+removed. Everything is computed from the run's state files and one pass over the final
+records; the same run gives the same bytes.
+
+Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
+node) and saved without timestamps, so they too are reproducible. Count axes have integer ticks;
+a panel with no data is left out (a plot with none is not drawn), and ``stats.json`` names it so
+the card can say so.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
+
+from laerebogen.config.schema import Config
+from laerebogen.filtering.language import LANGUAGE_SCORE
+from laerebogen.filtering.readability import word_count
+from laerebogen.outputs.export import check_finished, export_scores, failed_filters
+from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
+from laerebogen.pipeline.plan import final_records
+from laerebogen.records import Example
+from laerebogen.seeds import SEED_STAGE
+from laerebogen.store.atomic import atomic_write
+from laerebogen.store.run_dir import RunStore
+
+if TYPE_CHECKING:  # matplotlib is imported only to draw
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
+STATS_FILE = "stats.json"
+PLOTS_DIR = "plots"
+PLOT_DPI = 100
+DEDUP_REASONS = ("near_duplicate", "duplicate_id")
+ROLES = ("user", "assistant")
+
+
+class Panel(NamedTuple):
+    """One chart of a plot: the plot (PNG file) it is in, its title, and what the run lacks
+    when it is empty."""
+
+    plot: str
+    title: str
+    missing: str
+
+
+PANELS = {
+    "funnel": Panel("funnel", "Funnel per step", "steps"),
+    "lengths": Panel("lengths", "Words per message", "messages"),
+    "turns": Panel("turns", "Turns per conversation", "conversations"),
+    "generations": Panel("evolution", "Evolution generation", "conversations"),
+    "operations": Panel("evolution", "Evolution operation", "evolved conversations"),
+    "language": Panel("language", "Danish confidence (lingua)", "language-judged conversations"),
+    "lix": Panel("lix", "LIX of the answers", "conversations"),
+}
+PLOTS = tuple(dict.fromkeys(panel.plot for panel in PANELS.values()))
+
+
+class Distribution(msgspec.Struct, frozen=True):
+    """Summary of a list of numbers; all zero for an empty list."""
+
+    count: int
+    mean: float
+    minimum: float
+    p10: float
+    median: float
+    p90: float
+    maximum: float
+
+
+class DatasetStats(msgspec.Struct, frozen=True):
+    """What ``stats.json`` holds."""
+
+    name: str
+    seed: int
+    models: dict[str, str]  # role -> model directory name
+    seed_tasks: int
+    conversations: int
+    filtered: int  # conversations in the filtered version
+    filters: dict[str, float]  # the thresholds of the filtered version
+    failed_filters: dict[str, int]  # conversations each threshold removes (one may fail several)
+    origins: dict[str, int]
+    generations: dict[str, int]  # evolution generation (0: not evolved) -> conversations
+    operations: dict[str, int]  # evolution operation of evolved conversations
+    turns: dict[str, int]  # user turns -> conversations
+    words: dict[str, Distribution]  # words per message, by role
+    lix: Distribution
+    danish_confidence: Distribution
+    dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
+    steps: list[StepStatus]
+    left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
+    total: RunTotals
+    plots: dict[str, str]  # plot name -> path relative to stats.json; only plots with data
+    omitted: list[str]  # panels of :data:`PANELS` left out: the run has no data for them
+
+
+class _Samples:
+    """The per-conversation numbers the statistics and plots are made from."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, list[int]] = {role: [] for role in ROLES}
+        self.lix: list[float] = []
+        self.confidence: list[float] = []
+        self.turns: Counter[int] = Counter()
+        self.origins: Counter[str] = Counter()
+        self.generations: Counter[int] = Counter()
+        self.operations: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.count = self.passed = 0
+
+    def add(self, record: Example, filters: Mapping[str, float]) -> None:
+        scores = export_scores(record)
+        for message in record.conversation():
+            if message.role in self.words:
+                self.words[message.role].append(word_count(message.content))
+        self.lix.append(scores["lix"])
+        if LANGUAGE_SCORE in scores:
+            self.confidence.append(scores[LANGUAGE_SCORE])
+        self.turns[int(scores["turns"])] += 1
+        provenance = record.provenance
+        self.origins[provenance.origin] += 1
+        self.generations[provenance.generation] += 1
+        if provenance.operation:
+            self.operations[provenance.operation] += 1
+        failed = failed_filters(scores, filters)
+        self.failed.update(failed)
+        self.count += 1
+        self.passed += not failed
+
+
+def distribution(values: Sequence[float]) -> Distribution:
+    """Count, mean, extremes and the interpolated 10th, 50th and 90th percentiles."""
+    if not values:
+        return Distribution(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    ordered = sorted(values)
+    deciles = (
+        statistics.quantiles(ordered, n=10, method="inclusive")
+        if len(ordered) > 1
+        else [float(ordered[0])] * 9
+    )
+    return Distribution(
+        count=len(ordered),
+        mean=round(statistics.fmean(ordered), 4),
+        minimum=float(ordered[0]),
+        p10=round(deciles[0], 4),
+        median=round(deciles[4], 4),
+        p90=round(deciles[8], 4),
+        maximum=float(ordered[-1]),
+    )
+
+
+def _keyed(counts: Counter[int] | Counter[str]) -> dict[str, int]:
+    """A counter as a JSON object with keys in their natural order."""
+    return {str(key): counts[key] for key in sorted(counts)}  # type: ignore[type-var]
+
+
+def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int]:
+    """Per base-generation step, its kept records that did not go on because the rounds
+    overshot the target: what the rounds kept minus what the first later step took in (or,
+    with no later step, the ``final`` dataset's size). The cut is taken from the last
+    rounds, as the run takes the records in round order."""
+    generation = [step for step in steps if step.stage == "generation"]
+    later = [step.records_in for step in steps if step.stage != "generation"]
+    surplus = sum(step.kept or 0 for step in generation) - (later[0] if later else final)
+    left_out: dict[str, int] = {}
+    for step in reversed(generation):
+        left_out[step.step] = min(max(surplus, 0), step.kept or 0)
+        surplus -= left_out[step.step]
+    return dict(reversed(left_out.items()))
+
+
+def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
+    """The panels of :data:`PANELS` with nothing to show."""
+    sizes = {
+        "funnel": len(steps),
+        "lengths": sum(len(words) for words in samples.words.values()),
+        "turns": samples.count,
+        "generations": samples.count,
+        "operations": samples.operations.total(),
+        "language": len(samples.confidence),
+        "lix": len(samples.lix),
+    }
+    return [name for name in PANELS if not sizes[name]]
+
+
+def collect(
+    store: RunStore, config: Config, records: Iterable[Example]
+) -> tuple[DatasetStats, _Samples]:
+    """The statistics of a finished run whose final records are ``records``."""
+    filters = config.export.thresholds()
+    samples = _Samples()
+    for record in records:
+        samples.add(record, filters)
+    steps = run_status(store.root)
+    run_totals = totals(steps)
+    omitted = empty_panels(samples, steps)
+    drawn = {panel.plot for name, panel in PANELS.items() if name not in omitted}
+    stats = DatasetStats(
+        name=config.name,
+        seed=config.seed,
+        models={role: config.model_path(role).name for role in ("base", "instruct")},
+        seed_tasks=store.manifest(SEED_STAGE, 0).outputs,
+        conversations=samples.count,
+        filtered=samples.passed,
+        filters=filters,
+        failed_filters={name: samples.failed[name] for name in filters},
+        origins=_keyed(samples.origins),
+        generations=_keyed(samples.generations),
+        operations=_keyed(samples.operations),
+        turns=_keyed(samples.turns),
+        words={role: distribution(values) for role, values in samples.words.items()},
+        lix=distribution(samples.lix),
+        danish_confidence=distribution(samples.confidence),
+        dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
+        steps=steps,
+        left_out_by_target=left_out_by_target(steps, samples.count),
+        total=run_totals,
+        plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS if name in drawn},
+        omitted=omitted,
+    )
+    return stats, samples
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * columns, height), dpi=PLOT_DPI, layout="constrained")
+    return figure, [figure.add_subplot(1, columns, index + 1) for index in range(columns)]
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _counts_on(axis: Axis) -> None:
+    """Integer ticks on an axis of counts (there is no half a conversation)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _bars(axes: Axes, counts: Mapping[str, int], title: str, xlabel: str) -> None:
+    axes.bar(list(counts), list(counts.values()), color="#4c72b0")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("conversations")
+    _counts_on(axes.yaxis)
+    for label in axes.get_xticklabels():
+        label.set_rotation(20 if len(counts) > 4 else 0)
+
+
+def plot_lengths(samples: _Samples) -> Figure:
+    """Words per message by role, on a log scale (answers run from one line to pages)."""
+    import numpy as np
+
+    figure, (axes,) = _figure()
+    longest = max((max(v) for v in samples.words.values() if v), default=1)
+    bins = np.unique(np.geomspace(1, max(longest, 2) + 1, 40).astype(int))
+    for role, color in zip(ROLES, ("#dd8452", "#4c72b0"), strict=True):
+        values = [max(value, 1) for value in samples.words[role]]
+        axes.hist(values, bins=bins, histtype="step", linewidth=2, label=role, color=color)
+    axes.set_xscale("log")
+    axes.set_title(PANELS["lengths"].title)
+    axes.set_xlabel("words (log scale)")
+    axes.set_ylabel("messages")
+    _counts_on(axes.yaxis)
+    axes.legend()
+    return figure
+
+
+def plot_turns(stats: DatasetStats) -> Figure:
+    """Conversations by their number of user turns."""
+    figure, (axes,) = _figure()
+    _bars(axes, stats.turns, PANELS["turns"].title, "user turns")
+    return figure
+
+
+def plot_evolution(stats: DatasetStats) -> Figure:
+    """Conversations by evolution generation and by the operation that made them; a panel
+    without data (no conversation evolved) is left out."""
+    panels = [
+        (PANELS[name].title, counts, xlabel)
+        for name, counts, xlabel in (
+            ("generations", stats.generations, "generation (0: not evolved)"),
+            ("operations", stats.operations, ""),
+        )
+        if name not in stats.omitted
+    ]
+    figure, axes = _figure(columns=len(panels), width=5.5)
+    for chart, (title, counts, xlabel) in zip(axes, panels, strict=True):
+        _bars(chart, counts, title, xlabel)
+    return figure
+
+
+def plot_funnel(stats: DatasetStats) -> Figure:
+    """Per step: records in, out of the shards, kept by the merge, and (when any were) left
+    out by the generation target."""
+    import numpy as np
+
+    steps = [status.step for status in stats.steps]
+    height = max(3.0, 0.45 * len(steps) + 1.5)
+    figure, (axes,) = _figure(width=8.0, height=height)
+    rows = np.arange(len(steps))
+    series = [
+        ("in", [s.records_in for s in stats.steps], "#9aa5b1"),
+        ("out of the shards", [s.records_out for s in stats.steps], "#4c72b0"),
+        ("kept by the merge", [s.kept or 0 for s in stats.steps], "#55a868"),
+    ]
+    left_out = [stats.left_out_by_target.get(step, 0) for step in steps]
+    if any(left_out):
+        series.append(("left out by the target", left_out, "#c44e52"))
+    bar = 0.81 / len(series)
+    for position, (label, values, color) in enumerate(series):
+        offset = (position - (len(series) - 1) / 2) * bar
+        axes.barh(rows + offset, values, height=bar, label=label, color=color)
+    axes.set_yticks(rows, steps)
+    axes.invert_yaxis()
+    axes.set_xlabel("records")
+    _counts_on(axes.xaxis)
+    axes.set_title(PANELS["funnel"].title)
+    axes.legend(loc="lower right")
+    return figure
+
+
+def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
+    """Danish confidence of the conversations, with the filtered version's threshold."""
+    figure, (axes,) = _figure()
+    axes.hist(samples.confidence, bins=40, range=(0.0, 1.0), color="#4c72b0")
+    threshold = stats.filters.get(f"min_{LANGUAGE_SCORE}")
+    if threshold is not None:
+        axes.axvline(threshold, color="#c44e52", linestyle="--", label="filtered version")
+        axes.legend(loc="upper left")
+    axes.set_title(PANELS["language"].title)
+    axes.set_xlabel("confidence")
+    axes.set_ylabel("conversations")
+    _counts_on(axes.yaxis)
+    return figure
+
+
+def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
+    """LIX of the answers, with the filtered version's bounds."""
+    figure, (axes,) = _figure()
+    axes.hist(samples.lix, bins=40, color="#4c72b0")
+    for name in ("min_lix", "max_lix"):
+        if name in stats.filters:
+            axes.axvline(stats.filters[name], color="#c44e52", linestyle="--")
+    axes.set_title(f"{PANELS['lix'].title} (dashed: the filtered version's bounds)")
+    axes.set_xlabel("LIX")
+    axes.set_ylabel("conversations")
+    _counts_on(axes.yaxis)
+    return figure
+
+
+def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
+    """The plots of ``stats.plots`` (those with data) as matplotlib figures."""
+    draw_plot: dict[str, Callable[[], Figure]] = {
+        "funnel": lambda: plot_funnel(stats),
+        "lengths": lambda: plot_lengths(samples),
+        "turns": lambda: plot_turns(stats),
+        "evolution": lambda: plot_evolution(stats),
+        "language": lambda: plot_language(samples, stats),
+        "lix": lambda: plot_lix(samples, stats),
+    }
+    return {name: draw_plot[name]() for name in stats.plots}
+
+
+def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
+    """The plots of ``stats.plots`` as PNG bytes."""
+    return {name: _png(figure) for name, figure in figures(stats, samples).items()}
+
+
+# ---------------------------------------------------------------- the report
+
+
+class Report(msgspec.Struct, frozen=True):
+    """Where a report was written."""
+
+    stats: DatasetStats
+    stats_path: Path
+    plot_paths: dict[str, Path]
+
+
+def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -> Report:
+    """Write ``stats.json`` and ``plots/*.png`` of a finished run into ``out_dir`` (default:
+    the run directory)."""
+    check_finished(store)
+    directory = store.root if out_dir is None else Path(out_dir)
+    stats, samples = collect(store, config, final_records(store, config))
+    stats_path = atomic_write(
+        directory / STATS_FILE, msgspec.json.format(msgspec.json.encode(stats)) + b"\n"
+    )
+    plot_paths = {
+        name: atomic_write(directory / stats.plots[name], png)
+        for name, png in draw(stats, samples).items()
+    }
+    for name in set(PLOTS) - set(plot_paths):  # no data now: no plot of an earlier report
+        (directory / PLOTS_DIR / f"{name}.png").unlink(missing_ok=True)
+    return Report(stats, stats_path, plot_paths)
+
+
+def report_summary(report: Report) -> str:
+    """What a report wrote and its headline figures."""
+    stats = report.stats
+    return "\n".join(
+        [
+            f"conversations: {stats.conversations} ({stats.filtered} in the filtered version)",
+            f"stats: {report.stats_path}",
+            f"plots: {', '.join(str(path) for path in report.plot_paths.values())}",
+        ]
+    )
