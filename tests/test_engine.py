@@ -20,7 +20,7 @@ import pytest
 from laerebogen.config.schema import Config, Model, Sampling
 from laerebogen.config.schema import Engine as EngineSettings
 from laerebogen.errors import ModelError
-from laerebogen.inference.engine import Engine, chunked, configure_environment, transcript
+from laerebogen.inference.engine import Engine, configure_environment, transcript
 from laerebogen.inference.requests import (
     ChatRequest,
     CompletionRequest,
@@ -102,13 +102,6 @@ def test_environment_is_offline_and_keeps_a_users_kv_cache_size(
     configure_environment(3)
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "7"
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
-
-
-def test_chunked_covers_every_request_once_in_order() -> None:
-    requests = [completion(str(i), i) for i in range(37)]
-    chunks = list(chunked(requests, 16))
-    assert [len(chunk) for chunk in chunks] == [16, 16, 5]
-    assert [r for chunk in chunks for r in chunk] == requests
 
 
 def test_completions_come_back_in_order_with_token_counts(tiny_engine: Engine) -> None:

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config, Model
 from laerebogen.config.schema import Engine as EngineSettings
 from laerebogen.errors import ModelError
@@ -127,12 +128,6 @@ def transcript(messages: Sequence[dict[str, str]], bos: str) -> str:
         for message in messages
     ]
     return bos + "".join(f"{part}\n\n" for part in parts) + "Assistent:"
-
-
-def chunked(requests: Sequence[Request], size: int) -> Iterator[Sequence[Request]]:
-    """Consecutive slices of at most ``size`` requests."""
-    for start in range(0, len(requests), size):
-        yield requests[start : start + size]
 
 
 # Progress of one vLLM call: requests answered so far, requests asked, tokens they hold.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config
 from laerebogen.errors import LaerebogenError
 from laerebogen.launch.task import MERGE, JobState, Launcher, Submission, Task
@@ -145,7 +146,7 @@ class LocalLauncher(Launcher):
         self.run_dir = run_dir
         gpus = visible_gpus()
         per_task = max(config.models.base.tensor_parallel_size, 1)
-        groups = [gpus[start : start + per_task] for start in range(0, len(gpus), per_task)]
+        groups = list(chunked(gpus, per_task))
         self.gpu_groups = [group for group in groups if len(group) == per_task]
         slots = config.launch.local_parallelism
         self.slots = min(slots, len(self.gpu_groups)) if gpus else slots

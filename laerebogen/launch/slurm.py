@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config, SlurmJob
 from laerebogen.errors import LaerebogenError
 from laerebogen.launch.task import MERGE, JobState, Launcher, Runner, Submission, Task
@@ -94,9 +95,9 @@ def max_array_size() -> int:
     return int(match.group(1)) if match else 1001
 
 
-def windows(tasks: Sequence[Task], size: int) -> list[Sequence[Task]]:
+def windows(tasks: Sequence[Task], size: int) -> list[list[Task]]:
     """``tasks`` in arrays of at most ``size`` tasks, in order."""
-    return [tasks[start : start + size] for start in range(0, len(tasks), max(size, 1))]
+    return list(chunked(tasks, max(size, 1)))
 
 
 def container_python(config: Config, run_dir: Path) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
+from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError
 from laerebogen.filtering.language import LANGUAGE_SCORE
@@ -132,8 +133,7 @@ def write_merged(store: RunStore, config: Config, plan: StepPlan, log: Log) -> N
         if writer.chunks:  # a merge killed while writing: it is deterministic, so redo it
             log(f"{plan.step}: discarding {writer.chunks} chunks of an unfinished merge")
             writer.discard()
-        for first in range(0, len(records), INPUT_CHUNK_SIZE):
-            chunk = range(first, min(first + INPUT_CHUNK_SIZE, len(records)))
+        for chunk in chunked(range(len(records)), INPUT_CHUNK_SIZE):
             writer.write_chunk(
                 [records[index] for index in chunk if index not in rejections],
                 [rejections[index] for index in chunk if index in rejections],

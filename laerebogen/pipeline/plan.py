@@ -18,6 +18,7 @@ from itertools import islice
 
 import msgspec
 
+from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
@@ -141,8 +142,7 @@ def write_step(
         return existing
     per_shard = _records_per_shard(config, stage)
     shards = inputs = 0
-    iterator = iter(records)
-    while chunk := list(islice(iterator, per_shard)):
+    for chunk in chunked(records, per_shard):
         store.write_inputs(name, shards, chunk)
         shards += 1
         inputs += len(chunk)

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from laerebogen.chunking import chunked
 from laerebogen.errors import StoreError
 from laerebogen.inference.cache import EngineCache
 from laerebogen.log import stderr_line
@@ -93,8 +94,7 @@ def run_shard(
                 )
                 size = config.engine.chunk_size
                 done, records, tokens, start = len(inputs) - len(pending), 0, 0, time.monotonic()
-                for first in range(0, len(pending), size):
-                    chunk = pending[first : first + size]
+                for chunk in chunked(pending, size):
                     outcomes, funnel = drive(stage, chunk, context, generate)
                     writer.write_chunk(
                         [record for outcome in outcomes for record in outcome.records],
