@@ -12,8 +12,6 @@ import io
 import os
 import signal
 import sys
-import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -69,32 +67,12 @@ class SeedsCommands:
 
     def check(self, path: str | None = None, threshold: float = 0.7) -> None:
         """Validate a seed file (default: the packaged seeds) and print counts and lengths."""
-        from laerebogen.commands.seed_report import check_seeds
-        from laerebogen.seeds import load_seeds, packaged_seed_path
+        from laerebogen.commands.seed_report import check_seed_file
 
-        seed_file = Path(path) if path else packaged_seed_path()
-        report = check_seeds(load_seeds(seed_file), threshold)
-        print(
-            f"{seed_file}: {report.tasks} tasks, {report.instances} instances, "
-            f"{report.input_share:.1%} with input"
-        )
-        print("by category:")
-        for category, count in report.by_category.items():
-            print(f"  {category:<20} {count:>4}")
-        print("words (min / median / max):")
-        for field, stats in report.words.items():
-            print(f"  {field:<12} {stats['min']:g} / {stats['median']:g} / {stats['max']:g}")
-        if report.near_duplicates:
-            print(f"near-duplicate instructions (ROUGE-L > {threshold}):")
-            for first, second, score in report.near_duplicates:
-                print(f"  {first} ~ {second}: {score:.3f}")
-            raise LaerebogenError(f"{len(report.near_duplicates)} near-duplicate instruction pairs")
-        print(f"near-duplicate instructions (ROUGE-L > {threshold}): none")
-        if report.uncategorised and seed_file.resolve() == packaged_seed_path().resolve():
-            raise LaerebogenError(
-                f"{seed_file}: {report.uncategorised} tasks without metadata.category; every "
-                "packaged seed names its category"
-            )
+        text, failure = check_seed_file(Path(path) if path else None, threshold)
+        print(text)
+        if failure:
+            raise LaerebogenError(failure)
 
 
 class ModelCommands:
@@ -172,22 +150,9 @@ class Cli:
         existing: str | None = None,
     ) -> None:
         """Drop records whose field has ROUGE-L above --threshold with an earlier kept one."""
-        from laerebogen.commands.items import FIELDS, read_items
-        from laerebogen.filtering.dedup import rouge_l_dedup
-        from laerebogen.store.atomic import atomic_lines
+        from laerebogen.commands.items import dedup_items
 
-        if field not in FIELDS:
-            raise LaerebogenError(f"--field must be one of {', '.join(FIELDS)}, got {field!r}")
-        items = list(read_items(source))
-        pool = [item.field(field) for item in read_items(existing)] if existing else []
-        kept = rouge_l_dedup([item.field(field) for item in items], threshold, pool)
-        atomic_lines(Path(target), (items[index].line for index in kept))
-        against = f" and the {len(pool)} records of {existing}" if existing else ""
-        print(
-            f"{source}: read {len(items)}, kept {len(kept)}, removed {len(items) - len(kept)} "
-            f"(ROUGE-L of {field} above {threshold} with an earlier kept record{against}) "
-            f"-> {target}"
-        )
+        print(dedup_items(source, target, field, threshold, existing))
 
     def filter(
         self,
@@ -198,40 +163,10 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Keep the examples that pass the heuristics and are Danish; print the funnel."""
-        from laerebogen.commands.items import read_items
-        from laerebogen.filtering.screening import Screener
-        from laerebogen.store.atomic import atomic_lines
+        from laerebogen.commands.items import filter_items
 
-        items = list(read_items(source))
         filters = load_config(config, _overrides(set)).filters if config else None
-        examples = [example for item in items for example in item.examples]
-        screenings = iter(Screener(filters).screen(examples))
-        kept: list[bytes] = []
-        rejected: list[bytes] = []
-        funnel: Counter[str] = Counter()
-        for item in items:
-            outcomes = [next(screenings) for _ in item.examples]
-            failure = next((o.rejection for o in outcomes if o.rejection is not None), None)
-            if failure is None:
-                kept.append(item.line)
-                continue
-            funnel[failure.reason] += 1
-            rejected.append(
-                b'{"location":%s,"reason":%s,"detail":%s,"record":%s}'
-                % (
-                    msgspec.json.encode(item.location),
-                    msgspec.json.encode(failure.reason),
-                    msgspec.json.encode(failure.detail),
-                    item.line,
-                )
-            )
-        atomic_lines(Path(target), kept)
-        if rejects:
-            atomic_lines(Path(rejects), rejected)
-        print(f"{source}: read {len(items)}, kept {len(kept)}, rejected {len(rejected)}")
-        for reason, count in funnel.most_common():
-            print(f"  {reason:<24} {count:>7}")
-        print(f"-> {target}" + (f" (rejects: {rejects})" if rejects else ""))
+        print(filter_items(source, target, rejects, filters))
 
     def generate(
         self,
@@ -242,42 +177,12 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Run a JSONL file of engine requests through a config's model; write results."""
-        from laerebogen.inference.engine import Engine
-        from laerebogen.inference.requests import Request, Result
-        from laerebogen.store.atomic import atomic_lines
+        from laerebogen.commands.generate import generate_file
 
         if role not in ("base", "instruct"):
             raise LaerebogenError(f"--role must be base or instruct, got {role!r}")
-        if not Path(requests).is_file():
-            raise LaerebogenError(f"{requests}: no such requests file")
-        decoder = msgspec.json.Decoder(Request)
-        batch: list[Request] = []
-        with Path(requests).open("rb") as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        batch.append(decoder.decode(line))
-                    except msgspec.DecodeError as error:
-                        raise LaerebogenError(f"{requests}:{number}: {error}") from None
-        engine = Engine.from_config(load_config(config, _overrides(set)), role)  # type: ignore[arg-type]
-        answers: list[Result] = []
-        start = time.perf_counter()
-        with engine:
-            loaded = time.perf_counter()
-            for _chunk, chunk_results in engine.run(batch):
-                answers.extend(chunk_results)
-                print(f"  {len(answers)}/{len(batch)} requests", file=sys.stderr)
-        seconds = time.perf_counter() - loaded
-        atomic_lines(Path(results), (msgspec.json.encode(answer) for answer in answers))
-        reasons = Counter(answer.finish_reason for answer in answers)
-        tokens = sum(answer.completion_tokens for answer in answers)
-        print(
-            f"{requests}: {len(answers)} requests to {engine.name} "
-            f"(loaded in {loaded - start:.1f} s), {tokens} tokens in {seconds:.1f} s "
-            f"({tokens / max(seconds, 1e-9):.0f}/s); finish: "
-            + ", ".join(f"{reason} {count}" for reason, count in reasons.most_common())
-            + f" -> {results}"
-        )
+        resolved = load_config(config, _overrides(set))
+        print(generate_file(Path(requests), Path(results), resolved, role))  # type: ignore[arg-type]
 
     def doctor(
         self,

@@ -125,14 +125,14 @@ def test_seeds_check_reports_uncategorised_tasks_of_other_files(tmp_path: Path) 
 def test_the_packaged_seed_file_must_name_every_category(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from laerebogen import seeds
     from laerebogen.cli import SeedsCommands
+    from laerebogen.commands import seed_report
     from laerebogen.errors import LaerebogenError
 
     assert check_seeds(load_seeds(packaged_seed_path())).uncategorised == 0
     uncategorised = write_lines(tmp_path, task("o1", metadata={"has_input": False}))
     SeedsCommands().check(str(uncategorised))  # another file: reported, not an error
-    monkeypatch.setattr(seeds, "packaged_seed_path", lambda: uncategorised)
+    monkeypatch.setattr(seed_report, "packaged_seed_path", lambda: uncategorised)
     with pytest.raises(LaerebogenError, match=r"1 tasks without metadata\.category"):
         SeedsCommands().check()
 

@@ -9,14 +9,19 @@ was removed.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
 
+from laerebogen.config.schema import Filters
 from laerebogen.errors import LaerebogenError
+from laerebogen.filtering.dedup import rouge_l_dedup
+from laerebogen.filtering.screening import Screener
 from laerebogen.records import Example
+from laerebogen.store.atomic import atomic_lines
 from laerebogen.store.shards import read_record_file
 
 FIELDS = ("instruction", "input", "output")
@@ -86,3 +91,59 @@ def read_items(path: str | Path) -> Iterator[Item]:
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise LaerebogenError(f"{location}: not JSON ({error})") from None
             yield Item(location, stripped, _examples(record, location))
+
+
+def dedup_items(
+    source: str, target: str, field: str, threshold: float, existing: str | None = None
+) -> str:
+    """Write to ``target`` the items of ``source`` whose ``field`` has ROUGE-L at most
+    ``threshold`` with every earlier kept item (and every item of ``existing``); says what it did.
+    """
+    if field not in FIELDS:
+        raise LaerebogenError(f"--field must be one of {', '.join(FIELDS)}, got {field!r}")
+    items = list(read_items(source))
+    pool = [item.field(field) for item in read_items(existing)] if existing else []
+    kept = rouge_l_dedup([item.field(field) for item in items], threshold, pool)
+    atomic_lines(Path(target), (items[index].line for index in kept))
+    against = f" and the {len(pool)} records of {existing}" if existing else ""
+    return (
+        f"{source}: read {len(items)}, kept {len(kept)}, removed {len(items) - len(kept)} "
+        f"(ROUGE-L of {field} above {threshold} with an earlier kept record{against}) "
+        f"-> {target}"
+    )
+
+
+def filter_items(
+    source: str, target: str, rejects: str | None = None, filters: Filters | None = None
+) -> str:
+    """Write to ``target`` the items of ``source`` whose every example passes the merge's
+    screening (and the others, with reason, to ``rejects``); returns the funnel as text."""
+    items = list(read_items(source))
+    examples = [example for item in items for example in item.examples]
+    screenings = iter(Screener(filters).screen(examples))
+    kept: list[bytes] = []
+    rejected: list[bytes] = []
+    funnel: Counter[str] = Counter()
+    for item in items:
+        outcomes = [next(screenings) for _ in item.examples]
+        failure = next((o.rejection for o in outcomes if o.rejection is not None), None)
+        if failure is None:
+            kept.append(item.line)
+            continue
+        funnel[failure.reason] += 1
+        rejected.append(
+            b'{"location":%s,"reason":%s,"detail":%s,"record":%s}'
+            % (
+                msgspec.json.encode(item.location),
+                msgspec.json.encode(failure.reason),
+                msgspec.json.encode(failure.detail),
+                item.line,
+            )
+        )
+    atomic_lines(Path(target), kept)
+    if rejects:
+        atomic_lines(Path(rejects), rejected)
+    lines = [f"{source}: read {len(items)}, kept {len(kept)}, rejected {len(rejected)}"]
+    lines += [f"  {reason:<24} {count:>7}" for reason, count in funnel.most_common()]
+    lines.append(f"-> {target}" + (f" (rejects: {rejects})" if rejects else ""))
+    return "\n".join(lines)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from pathlib import Path
 
 import msgspec
 
 from laerebogen.filtering.dedup import near_duplicate_pairs
-from laerebogen.seeds import SeedTask
+from laerebogen.seeds import SeedTask, load_seeds, packaged_seed_path
 
 UNCATEGORISED = "(none)"
 
@@ -56,3 +57,33 @@ def check_seeds(tasks: list[SeedTask], threshold: float = 0.7) -> SeedReport:
         },
         near_duplicates=[(tasks[i].id, tasks[j].id, round(score, 3)) for i, j, score in pairs],
     )
+
+
+def check_seed_file(path: Path | None, threshold: float = 0.7) -> tuple[str, str | None]:
+    """What ``seeds check`` prints about a seed file (default: the packaged seeds), and why the
+    check fails if it does: near-duplicate instructions, or a packaged task without category."""
+    seed_file = path or packaged_seed_path()
+    report = check_seeds(load_seeds(seed_file), threshold)
+    lines = [
+        f"{seed_file}: {report.tasks} tasks, {report.instances} instances, "
+        f"{report.input_share:.1%} with input",
+        "by category:",
+        *(f"  {category:<20} {count:>4}" for category, count in report.by_category.items()),
+        "words (min / median / max):",
+        *(
+            f"  {field:<12} {stats['min']:g} / {stats['median']:g} / {stats['max']:g}"
+            for field, stats in report.words.items()
+        ),
+    ]
+    if report.near_duplicates:
+        lines.append(f"near-duplicate instructions (ROUGE-L > {threshold}):")
+        lines += [f"  {a} ~ {b}: {score:.3f}" for a, b, score in report.near_duplicates]
+        return "\n".join(lines), f"{len(report.near_duplicates)} near-duplicate instruction pairs"
+    lines.append(f"near-duplicate instructions (ROUGE-L > {threshold}): none")
+    failure = None
+    if report.uncategorised and seed_file.resolve() == packaged_seed_path().resolve():
+        failure = (
+            f"{seed_file}: {report.uncategorised} tasks without metadata.category; every "
+            "packaged seed names its category"
+        )
+    return "\n".join(lines), failure

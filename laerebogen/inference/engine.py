@@ -47,13 +47,9 @@ SPECIAL_TOKENS = 8
 
 
 def configure_environment(cpu_kvcache_gib: int) -> None:
-    """Set what vLLM reads at import: offline mode, a KV cache size for its CPU build, logs.
-
-    Without ``VLLM_CPU_KVCACHE_SPACE`` the CPU build sizes its cache from one NUMA node
-    and fails to start on small machines. By default the CPU build also keeps one core of
-    the job's affinity free for its scheduler process; in offline batch inference that
-    process mostly waits, and on 2 cores giving the core back to the model's threads
-    measured 174 against 99 tokens/s (Gemma 3 270M). A user's own values are kept.
+    """Set what vLLM reads at import: offline mode, a KV cache size for its CPU build (without
+    one it fails to start on small machines), no core reserved for its scheduler, logs to
+    stderr. A user's own values are kept. Why and measured: docs/decisions.md, "vLLM on CPUs".
     """
     os.environ.update(OFFLINE_ENVIRONMENT)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
@@ -73,12 +69,8 @@ _BREAKS_IN_PROCESS_CORE = "llvmlite.binding.ffi"
 def _engine_process_chosen() -> Iterator[None]:
     """On CPUs, run the engine's core in this process unless numba is loaded here, while the
     engine is built; the environment is restored after, so child processes choose afresh.
-
-    In this process the engine skips two spawned processes that import torch and vLLM again:
-    start-up 21 instead of 49 s (Gemma 3 270M, 2 cores) at the same tokens/s. Where numba
-    (the ROUGE-L kernel) is already loaded, as after a merge in the debug executor or in a
-    test session, the core gets its own process. GPUs keep vLLM's default, a separate core
-    process that overlaps scheduling with the model's work.
+    GPUs keep vLLM's default, a separate core process. Why and measured: docs/decisions.md,
+    "vLLM on CPUs".
     """
     if _USER_MULTIPROCESSING:
         yield
