@@ -33,7 +33,7 @@ import msgspec
 from laerebogen.config.schema import Config
 from laerebogen.launch.task import MERGE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
-from laerebogen.pipeline.plan import chain, generation_rounds, merge_file
+from laerebogen.pipeline.plan import chain, generation_rounds, inputs_per_shard, merge_file
 from laerebogen.store.run_dir import RunStore
 
 SMOKE_RECORDS = 8
@@ -108,12 +108,6 @@ class Projection(NamedTuple):
         return sum(step.full_wall_hours for step in self.steps)
 
 
-def _per_shard(config: Config, stage: str) -> int:
-    if stage == "generation":
-        return config.generation.prompts_per_shard
-    return int(getattr(config, stage).records_per_shard)
-
-
 def project(store: RunStore, smoke: Config, full: Config, executor: str) -> Projection:
     """Measure every merged step of the smoke run in ``store`` and project ``full``'s run."""
     base = sum(kept for _, kept in generation_rounds(store)) or 1
@@ -136,7 +130,7 @@ def project(store: RunStore, smoke: Config, full: Config, executor: str) -> Proj
         finished = (store.root / merge_file(plan.step)).stat().st_mtime
         wall = finished - min(submitted) if submitted else merged.seconds
         full_inputs = math.ceil(plan.inputs * scale)
-        per_shard = _per_shard(full, plan.stage)
+        per_shard = inputs_per_shard(full, plan.stage)
         full_jobs = math.ceil(full_inputs / per_shard) if full_inputs else 0
         per_input = compute / plan.inputs if plan.inputs else 0.0
         job_seconds = full_inputs * per_input + full_jobs * startup

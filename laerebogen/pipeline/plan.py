@@ -121,11 +121,11 @@ def stages_to_run(store: RunStore, config: Config) -> list[str]:
     return list(dict.fromkeys(["generation", *later] if generating else later))
 
 
-def _records_per_shard(config: Config, stage: str) -> int:
+def inputs_per_shard(config: Config, stage: str) -> int:
+    """How many inputs a shard of ``stage`` gets: prompts in generation, records elsewhere."""
     if stage == "generation":
         return config.generation.prompts_per_shard
-    section = getattr(config, stage)
-    return int(section.records_per_shard)
+    return int(getattr(config, stage).records_per_shard)
 
 
 def write_step(
@@ -140,7 +140,7 @@ def write_step(
     existing = read_plan(store, name)
     if existing is not None:
         return existing
-    per_shard = _records_per_shard(config, stage)
+    per_shard = inputs_per_shard(config, stage)
     shards = inputs = 0
     for chunk in chunked(records, per_shard):
         store.write_inputs(name, shards, chunk)
