@@ -150,7 +150,7 @@ class Cli:
         existing: str | None = None,
     ) -> None:
         """Drop records whose field has ROUGE-L above --threshold with an earlier kept one."""
-        from laerebogen.commands.items import dedup_items
+        from laerebogen.commands.item_files import dedup_items
 
         print(dedup_items(source, target, field, threshold, existing))
 
@@ -163,7 +163,7 @@ class Cli:
         set: Sequence[str] | str | None = None,
     ) -> None:
         """Keep the examples that pass the heuristics and are Danish; print the funnel."""
-        from laerebogen.commands.items import filter_items
+        from laerebogen.commands.item_files import filter_items
 
         filters = load_config(config, _overrides(set)).filters if config else None
         print(filter_items(source, target, rejects, filters))
