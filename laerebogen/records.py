@@ -17,6 +17,11 @@ Role = Literal["system", "user", "assistant"]
 Origin = Literal["seed", "self-instruct", "evolved"]
 
 
+# The score the merge gives each kept record in ``Example.scores``: the language filter's
+# confidence that it is Danish.
+LANGUAGE_SCORE = "danish_confidence"
+
+
 class Message(msgspec.Struct, frozen=True):
     """One turn of a conversation."""
 

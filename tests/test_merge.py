@@ -17,7 +17,6 @@ from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, StoreError
 from laerebogen.filtering.dedup import rouge_l
-from laerebogen.filtering.language import LANGUAGE_SCORE
 from laerebogen.pipeline import merge
 from laerebogen.pipeline.merge import merge_step, merge_summary
 from laerebogen.pipeline.plan import (
@@ -32,7 +31,7 @@ from laerebogen.pipeline.plan import (
     read_plan,
     round_prompts,
 )
-from laerebogen.records import Example, Message, Provenance, Step, record_id
+from laerebogen.records import LANGUAGE_SCORE, Example, Message, Provenance, Step, record_id
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from laerebogen.store.shards import ShardWriter

@@ -61,8 +61,6 @@ LANGUAGES = (
     Language.ICELANDIC,
 )
 DEFAULT_MIN_CONFIDENCE = 0.25
-# The score a merge gives each kept record: the filter's confidence that it is Danish.
-LANGUAGE_SCORE = "danish_confidence"
 MIN_WORDS = 2
 ALONE_LETTERS = 60
 CLOSE_CALL = 0.7

@@ -30,8 +30,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from laerebogen.filtering.language import LANGUAGE_SCORE
-from laerebogen.records import Example
+from laerebogen.records import LANGUAGE_SCORE, Example
 
 SCORES = ("lix", "user_words", "assistant_words", "turns", LANGUAGE_SCORE)
 """The names :func:`conversation_scores` gives (the language score only when the record has it)."""

@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, NamedTuple
 import msgspec
 
 from laerebogen.config.schema import Config
-from laerebogen.filtering.language import LANGUAGE_SCORE
 from laerebogen.filtering.readability import word_count
 from laerebogen.outputs.export import check_finished, export_scores, failed_filters
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.plan import final_records
-from laerebogen.records import Example
+from laerebogen.records import LANGUAGE_SCORE, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore

@@ -26,7 +26,6 @@ import msgspec
 from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError
-from laerebogen.filtering.language import LANGUAGE_SCORE
 from laerebogen.log import stderr_line
 from laerebogen.pipeline.plan import (
     MergeResult,
@@ -37,7 +36,7 @@ from laerebogen.pipeline.plan import (
     read_merge,
     read_plan,
 )
-from laerebogen.records import Example, Rejection
+from laerebogen.records import LANGUAGE_SCORE, Example, Rejection
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import run_config
 from laerebogen.store.shards import INPUT_CHUNK_SIZE, load_manifest
