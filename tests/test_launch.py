@@ -257,7 +257,7 @@ def test_local_jobs_leave_no_engine_processes_behind(
     interrupted = started(1, committed + 1)
     pid = int(interrupted.job_id.split("-")[1])
     launcher.close()  # what the driver does when Ctrl-C stops it
-    assert not group_members(pid)
+    wait_for(lambda: not group_members(pid), "its processes to be ended", seconds=10)
     assert launcher.exit_codes == {killed.job_id: -signal.SIGKILL}  # close() forgets the rest
     assert not store.is_done(step, 0)
     assert journal.read_bytes().count(b"\n") > committed  # the resumed job's chunks stay
