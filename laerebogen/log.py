@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+
+# Where a job writes its progress lines (tests pass a list's append).
+Log = Callable[[str], None]
 
 
 def stderr_line(line: str) -> None:

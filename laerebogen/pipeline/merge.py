@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
 from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError
-from laerebogen.log import stderr_line
+from laerebogen.log import Log, stderr_line
 from laerebogen.pipeline.plan import (
     MergeResult,
     StepPlan,
@@ -40,8 +40,6 @@ from laerebogen.records import LANGUAGE_SCORE, Example, Rejection
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import run_config
 from laerebogen.store.shards import INPUT_CHUNK_SIZE, load_manifest
-
-Log = Callable[[str], None]
 
 
 def merge_step(store: RunStore, step: str, log: Log = stderr_line) -> MergeResult:

@@ -11,7 +11,6 @@ engine is started only when there is work, so re-running a done shard costs noth
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from laerebogen.chunking import chunked
 from laerebogen.errors import StoreError
 from laerebogen.inference.cache import EngineCache
-from laerebogen.log import stderr_line
+from laerebogen.log import Log, stderr_line
 from laerebogen.pipeline.plan import read_plan
 from laerebogen.stages import build_stage
 from laerebogen.stages.core import Context, drive
@@ -30,7 +29,6 @@ from laerebogen.store.shards import LiveProgress, ShardManifest, ShardWriter
 if TYPE_CHECKING:
     pass
 
-Log = Callable[[str], None]
 LIVE_REPORT_SECONDS = 2.0
 
 
