@@ -42,7 +42,7 @@ from laerebogen.filtering.screening import Screener
 from laerebogen.pipeline.merge import screen as merge_screen
 from laerebogen.records import Example, Message, Provenance
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
-from tests.language_cases import case_sets
+from tests.support.language_cases import case_sets
 
 FOLLOWUP_MERGE = 175_000
 TARGET_MINUTES = 5.0

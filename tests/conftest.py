@@ -12,22 +12,29 @@ from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
 from laerebogen.inference.engine import Engine
 from laerebogen.models.tiny import build_tiny_model
-from tests.prepared_models import PreparedModels
+from tests.support.models import PreparedModels
+from tests.support.runs import RECIPE
 
-pytest_plugins = ("tests.slurm_cluster",)  # the slurm_cluster fixture
+pytest_plugins = ("tests.support.slurm_cluster",)  # the slurm_cluster fixture
 
-# What marks a test as one that `make test-fast` leaves out (pytest -m "not slow"): the
-# fixtures that build or load a model or need the SLURM cluster, and the modules whose tests
-# start vLLM or SLURM in subprocesses (or prepare Gemma) without such a fixture.
-SLOW_FIXTURES = {"tiny_model_dir", "prepared_models", "slurm_cluster"}
-SLOW_MODULES = {"test_benchmarks", "test_local_recipe", "test_model_prepare", "test_readme"}
+# Markers (declared in pyproject.toml): `engine` for a test that builds or prepares a model or
+# starts vLLM, `slurm` for one that needs the SLURM cluster; either makes it `slow`, which
+# `make test-fast` (pytest -m "not slow") leaves out. They follow from the fixtures a test uses,
+# or from its module where its subprocesses start vLLM without such a fixture.
+ENGINE_FIXTURES = {"tiny_model_dir", "prepared_models"}
+ENGINE_MODULES = {"test_local_recipe", "test_prepare", "test_readme"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that start vLLM, prepare a model or need SLURM as ``slow``."""
+    """Mark tests ``engine`` or ``slurm`` by what they use, and both kinds ``slow``."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "slurm_cluster" in fixtures:
+            item.add_marker(pytest.mark.slurm)
+        if module in ENGINE_MODULES or ENGINE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.engine)
+        if item.get_closest_marker("slurm") or item.get_closest_marker("engine"):
             item.add_marker(pytest.mark.slow)
 
 
@@ -54,22 +61,6 @@ def tiny_engine(tiny_config: Config) -> Iterator[Engine]:
     """The real engine (vLLM CPU) on the tiny model, started once (about 15 s)."""
     with Engine.from_config(tiny_config, "base") as engine:
         yield engine
-
-
-# The whole recipe, small: 5 one-prompt shards in the first generation round (more than the
-# test cluster's MaxArraySize of 4, so SLURM splits the array), two grammar shards (an array),
-# one evolution generation, and every other step in one shard.
-RECIPE = (
-    "generation.first_round_prompts=5",
-    "generation.prompts_per_shard=1",
-    "generation.target=3",
-    "generation.max_rounds=2",
-    "grammar.records_per_shard=2",
-    "quality.records_per_shard=16",
-    "evolution.generations=1",
-    "evolution.records_per_shard=16",
-    "followups.records_per_shard=16",
-)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.prepared_models import PreparedModels
-from tests.slurm_cluster import require_slurm
+from tests.support.models import PreparedModels
+from tests.support.slurm_cluster import require_slurm
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # Small arguments of each benchmark, and the keys its RESULT line must carry.
@@ -63,6 +63,16 @@ RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
 # Benchmarks on the local models, and the models they run.
 MODEL_BENCHMARKS = {"constrained_decoding.py", "deterministic.py", "local_instruct_model.py"}
 LOCAL_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
+ENGINE_BENCHMARKS = {*MODEL_BENCHMARKS, "engine_overhead.py"}
+SLURM_BENCHMARKS = {"stage_overhead.py"}
+pytestmark = pytest.mark.slow  # every small run is a subprocess loading lingua, vLLM or SLURM
+
+
+def benchmark(script: str) -> object:
+    """``script`` as a test parameter, marked ``engine`` or ``slurm`` by what it starts."""
+    marks = [pytest.mark.engine] if script in ENGINE_BENCHMARKS else []
+    marks += [pytest.mark.slurm] if script in SLURM_BENCHMARKS else []
+    return pytest.param(script, marks=marks)
 
 
 def test_every_benchmark_has_a_small_run() -> None:
@@ -77,12 +87,12 @@ def local_model_dir(tmp_path: Path, models: PreparedModels) -> Path:
     return model_dir
 
 
-@pytest.mark.parametrize("script", sorted(SMALL_RUNS))
+@pytest.mark.parametrize("script", [benchmark(script) for script in sorted(SMALL_RUNS)])
 def test_benchmark_runs_and_reports(
     script: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     arguments, keys = SMALL_RUNS[script]
-    if script == "stage_overhead.py":
+    if script in SLURM_BENCHMARKS:
         require_slurm()
     if script in MODEL_BENCHMARKS:
         models = local_model_dir(tmp_path, request.getfixturevalue("prepared_models"))

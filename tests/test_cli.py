@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -12,16 +11,8 @@ from pathlib import Path
 from laerebogen.config.loading import load_config
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
-from tests.test_store import write_shard
-
-CONSOLE_SCRIPT = shutil.which("laerebogen", path=str(Path(sys.executable).parent))
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    assert CONSOLE_SCRIPT, "the laerebogen console script is not installed next to python"
-    return subprocess.run(
-        [CONSOLE_SCRIPT, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False
-    )
+from tests.support.commands import cli
+from tests.support.records import write_shard
 
 
 def test_help_lists_commands_with_one_line_docs() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from laerebogen.config.loading import load_config
 from laerebogen.launch.slurm import container_python
-from tests.apptainer_def import Definition, parse_definition, read_definition
+from tests.support.apptainer_def import Definition, parse_definition, read_definition
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = ROOT / "containers" / "laerebogen.def"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import SlurmCluster
+from tests.support.slurm_cluster import SlurmCluster
 
 SCRIPT = Path(__file__).resolve().parents[1] / "slurm" / "local-cluster.sh"
 MARKER = "# written by laerebogen slurm/local-cluster.sh"

@@ -21,7 +21,7 @@ from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from laerebogen.stages.core import Context, drive
 from laerebogen.stages.evolution import EvolutionStage
 from laerebogen.stages.followups import FollowupStage
-from tests.prepared_models import PreparedModels
+from tests.support.models import PreparedModels
 
 LOCAL_MODEL = "gemma-3-270m"
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.prepared_models import PreparedModels, missing_sources
+from tests.support.models import PreparedModels, missing_sources
 
 pytestmark = pytest.mark.timeout(900)
 

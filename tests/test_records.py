@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from laerebogen.records import Example, Message, Provenance, Rejection, Step, child_id, record_id
-from tests.helpers import make_example, make_rejection
+from tests.support.records import make_example, make_rejection
 
 
 def test_example_round_trips_through_msgpack_and_json() -> None:

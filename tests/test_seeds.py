@@ -13,7 +13,7 @@ import pytest
 from laerebogen.commands.seed_report import check_seeds
 from laerebogen.errors import SeedError
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
-from tests.test_cli import cli
+from tests.support.commands import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = {

@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from laerebogen.launch.task import MERGE
 from laerebogen.store.run_dir import RunStore
-from tests.recipe_checks import (
-    MERGE,
+from tests.support.commands import sets
+from tests.support.runs import (
+    GENERATION_ONLY,
     check_no_record_lost_or_duplicated,
+    release_after_first_failure,
     shard_submissions,
     steps_of,
 )
-from tests.slurm_cluster import SlurmCluster
-from tests.test_driver import GENERATION_ONLY, release_after_first_failure, sets
+from tests.support.slurm_cluster import SlurmCluster
 
 DRIVER_TIMEOUT = 600
 

@@ -1,0 +1,358 @@
+"""The report (stats.json and plots) and the dataset card of a finished run, on real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+from datasets import load_dataset
+from matplotlib.image import imread
+
+from laerebogen.config.loading import load_config
+from laerebogen.errors import StoreError
+from laerebogen.outputs.card import made_with_gemma, render_card, size_category
+from laerebogen.outputs.publish import publish
+from laerebogen.outputs.report import (
+    PANELS,
+    PLOTS,
+    STATS_FILE,
+    collect,
+    distribution,
+    figures,
+    left_out_by_target,
+    write_report,
+)
+from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
+from laerebogen.store.run_dir import RunStore
+from tests.support.finished_run import (
+    OVERRIDES,
+    PASSING,
+    final_conversations,
+    finished_run,
+    read_lines,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def with_duplicates(store: RunStore) -> None:
+    """Say that generation-01's merge removed 2 near-duplicates of 6 records."""
+    result = MergeResult("generation-01", 6, 4, {"near_duplicate": 2}, "followups", 0.1)
+    store.write_state(merge_file("generation-01"), result)
+
+
+def card_header(card: str) -> dict:
+    """The YAML front matter of a card."""
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+# ---------------------------------------------------------------- stats and plots
+
+
+def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    with_duplicates(store)
+    report = write_report(store, config)
+    stats = json.loads((tmp_path / "run" / STATS_FILE).read_bytes())
+    assert report.stats_path == tmp_path / "run" / STATS_FILE
+    assert (stats["conversations"], stats["filtered"], stats["seed_tasks"]) == (6, 2, 176)
+    # Each threshold's count of conversations failing it (conversation 1 fails two).
+    assert stats["failed_filters"] == {
+        "min_lix": 1,
+        "max_lix": 1,
+        "min_assistant_words": 1,
+        "min_danish_confidence": 2,
+    }
+    assert stats["filters"] == config.export.thresholds()
+    assert stats["turns"] == {"1": 2, "2": 4}
+    assert stats["origins"] == {"evolved": 1, "self-instruct": 5}
+    assert stats["generations"] == {"0": 5, "2": 1} and stats["operations"] == {"deepen": 1}
+    # Every message counted once per role; one conversation was never judged for language.
+    assert stats["words"]["user"]["count"] == stats["words"]["assistant"]["count"] == 10
+    assert stats["danish_confidence"]["count"] == 5 and stats["lix"]["count"] == 6
+    assert stats["danish_confidence"]["minimum"] == 0.31
+    # The funnel per step, and the merges' duplicates over the run.
+    assert [(s["step"], s["records_in"], s["kept"]) for s in stats["steps"]] == [
+        ("generation-01", 4, 4),
+        ("followups", 4, 6),
+    ]
+    assert stats["steps"][0]["merge_rejected"] == {"near_duplicate": 2}
+    assert stats["dedup"] == {"near_duplicate": 2, "duplicate_id": 0}
+    assert stats["left_out_by_target"] == {"generation-01": 0}  # 4 kept, target 24
+    assert set(stats["plots"]) == set(PLOTS) and stats["omitted"] == []
+
+
+def test_every_plot_is_a_png_image_beside_stats_json(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    report = write_report(store, config)
+    assert set(report.plot_paths) == set(PLOTS)
+    for name, path in report.plot_paths.items():
+        assert path == tmp_path / "run" / report.stats.plots[name]
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+        height, width, _ = imread(path).shape
+        assert width >= 500 and height >= 250, name
+
+
+def test_the_report_is_deterministic(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    first = write_report(store, config, tmp_path / "first")
+    second = write_report(store, config, tmp_path / "second")
+    files = [first.stats_path, *first.plot_paths.values()]
+    for path in files:
+        assert (
+            path.read_bytes()
+            == (tmp_path / "second" / path.relative_to(tmp_path / "first")).read_bytes()
+        )
+    assert second.stats == first.stats
+
+
+def test_an_empty_dataset_gets_stats_and_only_the_plots_with_data(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(*finished_run(tmp_path, name="full"), out)
+    store, config = finished_run(tmp_path, [], name="empty")
+    report = write_report(store, config, out)
+    assert report.stats.conversations == report.stats.filtered == 0
+    assert report.stats.lix == distribution([])
+    # Only the funnel has data; the plots the full run drew into out are gone.
+    assert report.stats.omitted == [name for name in PANELS if name != "funnel"]
+    assert list(report.stats.plots) == list(report.plot_paths) == ["funnel"]
+    assert [path.name for path in (out / "plots").iterdir()] == ["funnel.png"]
+    assert report.plot_paths["funnel"].read_bytes().startswith(PNG_SIGNATURE)
+    card = render_card(report.stats, config, complete="c.jsonl", filtered="f.jsonl", example=())
+    assert 'No "LIX of the answers" panel: the run has no conversations.' in card
+    assert "](plots/funnel.png)" in card and "](plots/lix.png)" not in card
+
+
+def test_count_axes_have_integer_ticks(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    stats, samples = collect(store, config, final_records(store, config))
+    checked = []
+    for name, figure in figures(stats, samples).items():
+        for axes in figure.axes:
+            for axis, label in ((axes.xaxis, axes.get_xlabel()), (axes.yaxis, axes.get_ylabel())):
+                if label in ("conversations", "messages", "records"):
+                    ticks = axis.get_ticklocs()
+                    assert len(ticks) > 1 and all(tick == round(tick) for tick in ticks), name
+                    checked.append(axes.get_title())
+    assert len(checked) == len(PANELS)  # every panel has one count axis
+
+
+def test_a_panel_without_data_is_left_out_and_the_card_says_so(tmp_path: Path) -> None:
+    not_evolved = [r for r in final_conversations() if r.provenance.operation is None]
+    store, config = finished_run(tmp_path, not_evolved)
+    published = publish(store, config)
+    assert published.report.stats.omitted == ["operations"]
+    # The evolution plot keeps its generations panel alone: half as wide as with both.
+    _, width, _ = imread(published.report.plot_paths["evolution"]).shape
+    assert width == 550
+    card = published.card.read_text(encoding="utf-8")
+    assert "](plots/evolution.png)" in card
+    assert 'No "Evolution operation" panel: the run has no evolved conversations.' in card
+
+
+def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) -> None:
+    # Generation kept 4 records, the target takes 3 into the follow-ups.
+    store, config = finished_run(tmp_path, overrides=["generation.target=3"])
+    published = publish(store, config)
+    assert published.report.stats.left_out_by_target == {"generation-01": 1}
+    card = published.card.read_text(encoding="utf-8")
+    assert "| kept | left out by the target |" in card
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+    assert "| followups | 3 | 0 | - | - | 6 | - |" in card
+    assert "4 kept after screening and deduplication (target 3; 1 left out by the target)." in card
+    stats, samples = collect(store, config, final_records(store, config))
+    legend = figures(stats, samples)["funnel"].axes[0].get_legend_handles_labels()[1]
+    assert legend == ["in", "out of the shards", "kept by the merge", "left out by the target"]
+    # Counted from the run's steps, not from the config's target.
+    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
+
+
+def test_the_target_cuts_the_last_rounds_records(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    first, followups = collect(store, config, [])[0].steps
+    second = msgspec.structs.replace(first, step="generation-02", kept=5)
+    took = msgspec.structs.replace(followups, records_in=7)
+    assert left_out_by_target([first, second, took], 0) == {
+        "generation-01": 0,
+        "generation-02": 2,
+    }
+    # With no later step the dataset holds what went on.
+    assert left_out_by_target([first, second], 6) == {"generation-01": 0, "generation-02": 3}
+    assert left_out_by_target([first], 4) == {"generation-01": 0}
+
+
+def test_distribution_interpolates_percentiles() -> None:
+    summary = distribution(list(range(1, 101)))
+    assert (summary.count, summary.minimum, summary.maximum) == (100, 1.0, 100.0)
+    assert (summary.p10, summary.median, summary.p90, summary.mean) == (10.9, 50.5, 90.1, 50.5)
+    assert distribution([7]).median == distribution([7]).p90 == 7.0
+
+
+def test_report_refuses_an_unfinished_run(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    (tmp_path / "run" / merge_file("followups")).unlink()
+    with pytest.raises(StoreError, match="followups is not merged"):
+        write_report(store, config)
+    assert not (tmp_path / "run" / STATS_FILE).exists()
+
+
+def test_report_command_writes_into_out(tmp_path: Path) -> None:
+    finished_run(tmp_path)
+    out = tmp_path / "report"
+    completed = subprocess.run(
+        [sys.executable, "-m", "laerebogen", "report", "--run", str(tmp_path / "run"),
+         "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "conversations: 6 (2 in the filtered version)" in completed.stdout
+    assert str(out / STATS_FILE) in completed.stdout
+    assert sorted(path.name for path in (out / "plots").iterdir()) == sorted(
+        f"{name}.png" for name in PLOTS
+    )
+
+
+# ---------------------------------------------------------------- the card
+
+
+def test_publish_writes_a_card_that_datasets_can_load(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    published = publish(store, config)
+    run = tmp_path / "run"
+    assert published.card == run / "README.md"
+    card = published.card.read_text(encoding="utf-8")
+    header = card_header(card)
+    assert header["language"] == ["da"]
+    assert header["task_categories"] == ["text-generation"]
+    assert header["size_categories"] == ["n<1K"]
+    configs = {entry["config_name"]: entry for entry in header["configs"]}
+    assert configs["filtered"]["data_files"] == [
+        {"split": "train", "path": "dataset.filtered.jsonl"}
+    ]
+    assert configs["complete"]["data_files"][0]["path"] == "dataset.jsonl"
+    # The Hub's loader reads the card's configs: both versions load with their rows.
+    filtered = load_dataset(str(run), "filtered", split="train")
+    complete = load_dataset(str(run), "complete", split="train")
+    assert (filtered.num_rows, complete.num_rows) == (len(PASSING), 6)
+    assert filtered[0]["messages"] == read_lines(run / "dataset.filtered.jsonl")[0]["messages"]
+
+
+def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    with_duplicates(store)
+    card = publish(store, config).card.read_text(encoding="utf-8")
+    assert "**6** conversations (**2** in the filtered version)" in card
+    assert "from 176 hand-written Danish seed tasks" in card
+    # Funnel rows: step, in, out of the shards (none written here), rejections, kept, left
+    # out by the target (base generation only).
+    assert "| generation-01 | 4 | 0 | - | near_duplicate 2 | 4 | 0 |" in card
+    assert "| followups | 4 | 0 | - | - | 6 | - |" in card
+    assert "2 near-duplicates and 0 duplicate ids removed" in card
+    # How it was made: what this run did, step by step, not what the recipe intends.
+    assert "prompts of 3 random seeds in 1 round asked the pretrained model" in card
+    assert "4 kept after screening and deduplication (target 24)." in card
+    assert "3. **Grammar correction** by the instruction-tuned model: not run." in card
+    assert "5. **Evol-Instruct**: not run." in card
+    assert "per conversation; conversations by turns added: 1 turn: 4, 0 turns: 2." in card
+    assert "on CPUs (no GPUs)" in card and "GPU-hours" not in card
+    # Models and sampling per kind of request (the tiny config: follow-ups only, one model).
+    assert "| followups | answers | `tiny` | 1.0 | 1.0 | 0.0 | 1.0 | 64 |" in card
+    assert "| grammar |" not in card  # disabled in this recipe
+    # The thresholds with why, and how many conversations each removes.
+    assert "- `max_lix` = 60: LIX of the answers at most 60:" in card
+    assert "(2 conversations fail it)" in card
+    assert "| deepen | 1 |" in card and " panel: the run has no " not in card
+    # The example is the filtered version's first conversation, and every plot is embedded.
+    first = final_conversations()[PASSING[0]].conversation()
+    assert json.dumps(first[0].content, ensure_ascii=False) in card
+    for name in PLOTS:
+        assert f"](plots/{name}.png)" in card
+        assert (tmp_path / "run" / "plots" / f"{name}.png").is_file()
+
+
+def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
+    store, _ = finished_run(tmp_path)
+    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    assert "an input of at most 400 words" in card
+    assert "the built-in Danish list (billede, foto, graf, diagram" in card
+    changes = [
+        "export.max_lix=110",
+        "filters.max_input_words=250",
+        "filters.banned_words=['kamera', 'tryk på']",
+    ]
+    config = load_config("tiny", [*OVERRIDES, *changes])
+    card = publish(store, config).card.read_text(encoding="utf-8")
+    assert "- `max_lix` = 110: LIX of the answers at most 110:" in card
+    assert "**6** conversations (**3** in the filtered version)" in card
+    assert "an input of at most 250 words" in card
+    assert "the run's own list (kamera, tryk på)" in card
+    assert "a pretrained model given each chat as a plain transcript" not in card
+    pretrained = load_config("tiny", [*OVERRIDES, "models.instruct.chat_template='transcript'"])
+    card = publish(store, pretrained).card.read_text(encoding="utf-8")
+    assert "The instruction-tuned role was played by `tiny`, a pretrained model" in card
+
+
+def test_gemma_made_data_carries_the_gemma_terms(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    card = card_header(publish(store, config).card.read_text(encoding="utf-8"))
+    assert card["license"] == "other" and "gemma" not in card["license_name"]
+    gemma = load_config(
+        "tiny", [*OVERRIDES, "models.base.path='gemma-3-27b-pt'", "models.instruct.path='x'"]
+    )
+    assert made_with_gemma(gemma)
+    text = publish(store, gemma).card.read_text(encoding="utf-8")
+    header = card_header(text)
+    assert header["license_name"] == "gemma-terms-of-use"
+    assert header["license_link"] == "https://ai.google.dev/gemma/terms"
+    assert "[Gemma Terms of Use](https://ai.google.dev/gemma/terms)" in text
+    # A Gemma model under another directory name is recognised by its config.json.
+    model = tmp_path / "models" / "my-model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"model_type": "gemma3_text"}')
+    renamed = load_config(
+        "tiny",
+        [*OVERRIDES, f"model_dir={str(tmp_path / 'models')!r}", "models.base.path='my-model'"],
+    )
+    assert made_with_gemma(renamed)
+
+
+def test_size_categories_follow_the_hub_buckets() -> None:
+    assert [size_category(n) for n in (0, 999, 1000, 52_000, 250_000, 10**7)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "n>10M",
+    ]  # fmt: skip
+
+
+def test_publish_outside_the_run_keeps_everything_together(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    out = tmp_path / "release" / "laerebogen.jsonl"
+    published = publish(store, config, out)
+    assert published.card == out.parent / "README.md"
+    names = sorted(path.name for path in out.parent.iterdir())
+    assert names == [
+        "README.md", "laerebogen.filtered.jsonl", "laerebogen.jsonl", "plots", "stats.json",
+    ]  # fmt: skip
+    assert "path: laerebogen.filtered.jsonl" in published.card.read_text(encoding="utf-8")
+    assert not (tmp_path / "run" / "README.md").exists()
+
+
+def test_the_driver_ends_by_printing_dataset_card_and_plots(tmp_path: Path) -> None:
+    from laerebogen.commands.dataset import run_dataset
+
+    _, config = finished_run(tmp_path)
+    out = io.StringIO()
+    path = run_dataset(config, tmp_path / "run", "debug", out=out)
+    text = out.getvalue()
+    assert path == tmp_path / "run" / "dataset.jsonl"
+    assert f"card: {tmp_path / 'run' / 'README.md'}" in text
+    assert f"complete: 6 conversations -> {path}" in text
+    assert str(tmp_path / "run" / "plots" / "funnel.png") in text
+    # Every step was merged already: the driver says so and that it ran none.
+    assert "every step was done already: the run is finished" in text
+    assert f"{tmp_path / 'run'}: 0 steps run in 0 min" in text

@@ -1,0 +1,409 @@
+"""The step chain: how many prompts a round asks for, how steps are sharded and chained.
+
+Run directories are built by hand with the store (inputs, merged sets), so every decision of
+the planner is checked against known merged sets without an engine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.pipeline.plan import (
+    MAX_ROUND_GROWTH,
+    ROUND_MARGIN,
+    MergeResult,
+    StepPlan,
+    dedup_pool,
+    final_records,
+    later_steps,
+    merge_file,
+    plan_first,
+    plan_next,
+    read_plan,
+    round_prompts,
+    shuffled_pool,
+    stages_to_run,
+    write_step,
+)
+from laerebogen.records import Example
+from laerebogen.seeds import load_seeds, seed_examples
+from laerebogen.stages.generation import prompt_slots
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
+from tests.support.records import make_example
+
+# target 24, first round 4 prompts, at most 4 rounds, 2 prompts per shard, 8 records per shard
+# in the later stages, 2 evolution generations, follow-ups on.
+TINY = load_config("tiny")
+BARE = ["grammar.enabled=false", "quality.enabled=false"]
+
+
+def records(stage: str, count: int, start: int = 0) -> list[Example]:
+    """``count`` records whose ids are unique to ``stage``."""
+    return [make_example(index, stage=stage) for index in range(start, start + count)]
+
+
+def ids(examples: Sequence[Example]) -> list[str]:
+    return [example.id for example in examples]
+
+
+def merge_by_hand(store: RunStore, step: str, kept: Sequence[Example]) -> None:
+    """Write the merged set of ``step`` as its merge job would, without screening."""
+    with store.open_merged(step) as writer:
+        writer.write_chunk(kept, [], consumed=ids(kept))
+        writer.finish()
+
+
+def input_ids(store: RunStore, planned: StepPlan) -> list[str]:
+    """The ids of every input shard of a planned step, in shard order."""
+    return [
+        record.id
+        for index in range(planned.shards)
+        for record in store.read_inputs(planned.step, index)
+    ]
+
+
+def shard_sizes(store: RunStore, planned: StepPlan) -> list[int]:
+    return [len(list(store.read_inputs(planned.step, i))) for i in range(planned.shards)]
+
+
+def new_run(tmp_path: Path, config: Config = TINY, name: str = "run") -> RunStore:
+    return start_run(config, tmp_path / name)
+
+
+# ---------------------------------------------------------------- round_prompts
+
+
+def test_round_prompts_restarts_at_the_first_round_size_when_the_last_round_kept_nothing() -> None:
+    assert round_prompts(TINY, [(4, 0)]) == TINY.generation.first_round_prompts == 4
+    # Only the last round's yield counts: an earlier productive round does not help.
+    assert round_prompts(TINY, [(4, 8), (9, 0)]) == 4
+
+
+def test_round_prompts_asks_for_the_missing_records_at_the_last_yield_with_a_margin() -> None:
+    # 16 records missing at 2 records per prompt: 8 prompts, 8.8 with the margin -> 9.
+    assert round_prompts(TINY, [(4, 8)]) == math.ceil(16 * 4 / 8 * ROUND_MARGIN) == 9
+    # Missing counts over all rounds (3), the yield is the last round's (4 prompts a record).
+    assert round_prompts(TINY, [(4, 16), (20, 5)]) == math.ceil(3 * 4 * ROUND_MARGIN) == 14
+
+
+def test_round_prompts_is_capped_and_never_below_one_shard() -> None:
+    cap = MAX_ROUND_GROWTH * TINY.generation.first_round_prompts
+    shard = TINY.generation.prompts_per_shard
+    assert round_prompts(TINY, [(4, 1)]) == cap == 16  # 102 wanted
+    assert round_prompts(TINY, [(4, 23)]) == shard == 2  # ceil(0.19)
+    assert round_prompts(TINY, [(4, 24)]) == shard  # nothing missing
+    assert round_prompts(TINY, [(4, 40)]) == shard  # more than the target: a negative need
+    # A first round smaller than a shard bounds it instead.
+    small_first = load_config("tiny", ["generation.first_round_prompts=1"])
+    assert round_prompts(small_first, [(1, 23)]) == 1
+
+
+# ---------------------------------------------------------------- later_steps
+
+
+def test_later_steps_of_the_tiny_recipe() -> None:
+    assert later_steps(TINY) == [
+        ("grammar", "grammar", 0),
+        ("quality", "quality", 0),
+        ("evolution-01", "evolution", 1),
+        ("evolution-02", "evolution", 2),
+        ("followups", "followups", 0),
+    ]
+
+
+def test_later_steps_leave_out_disabled_stages() -> None:
+    assert later_steps(load_config("tiny", BARE)) == [
+        ("evolution-01", "evolution", 1),
+        ("evolution-02", "evolution", 2),
+        ("followups", "followups", 0),
+    ]
+    assert later_steps(load_config("tiny", ["evolution.generations=0"])) == [
+        ("grammar", "grammar", 0),
+        ("quality", "quality", 0),
+        ("followups", "followups", 0),
+    ]
+    assert later_steps(load_config("tiny", ["followups.turns=0"]))[-1] == (
+        "evolution-02",
+        "evolution",
+        2,
+    )
+    nothing = [*BARE, "evolution.generations=0", "followups.turns=0"]
+    assert later_steps(load_config("tiny", nothing)) == []
+
+
+# ---------------------------------------------------------------- write_step
+
+
+def test_plan_first_writes_prompt_slots_in_shards_of_the_configured_size(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    planned = plan_first(store, TINY)
+    assert planned == StepPlan("generation-01", "generation", 1, shards=2, inputs=4)
+    assert read_plan(store, "generation-01") == planned
+    assert shard_sizes(store, planned) == [2, 2]
+    assert input_ids(store, planned) == ids(prompt_slots(1, 4))
+
+
+def test_write_step_shards_records_and_writes_the_plan_last(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    given = records("generation", 20)
+    planned = write_step(store, TINY, ("grammar", "grammar", 0), given)
+    assert planned == StepPlan("grammar", "grammar", 0, shards=3, inputs=20)
+    assert shard_sizes(store, planned) == [8, 8, 4]
+    assert [list(store.read_inputs("grammar", i)) for i in range(3)] == [
+        given[:8],
+        given[8:16],
+        given[16:],
+    ]
+    # The plan is written after the inputs: it is the newest file of the step.
+    plan_time = (tmp_path / "run" / "grammar" / "plan.json").stat().st_mtime_ns
+    input_times = [store.input_paths("grammar", i).manifest.stat().st_mtime_ns for i in range(3)]
+    assert max(input_times) <= plan_time
+
+
+def test_a_planned_step_never_changes(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    first = write_step(store, TINY, ("grammar", "grammar", 0), records("generation", 10))
+    files = sorted((tmp_path / "run" / "grammar" / "inputs").iterdir())
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in files}
+    again = write_step(store, TINY, ("grammar", "grammar", 0), records("other", 30))
+    assert again == first == StepPlan("grammar", "grammar", 0, shards=2, inputs=10)
+    assert sorted((tmp_path / "run" / "grammar" / "inputs").iterdir()) == files
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in files} == before
+    assert input_ids(store, again) == ids(records("generation", 10))
+
+
+def test_a_step_without_records_is_planned_with_no_shards(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    planned = write_step(store, TINY, ("quality", "quality", 0), [])
+    assert planned == StepPlan("quality", "quality", 0, shards=0, inputs=0)
+    assert read_plan(store, "quality") == planned
+    assert not store.input_paths("quality", 0).manifest.exists()
+
+
+# ---------------------------------------------------------------- plan_next
+
+
+def test_a_round_short_of_the_target_plans_the_next_round(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    first = plan_first(store, TINY)
+    merge_by_hand(store, "generation-01", records("round-1", 8))
+    second = plan_next(store, TINY, first)
+    count = round_prompts(TINY, [(4, 8)])
+    assert count == 9
+    assert second == StepPlan("generation-02", "generation", 2, shards=5, inputs=count)
+    assert input_ids(store, second) == ids(prompt_slots(2, count))
+    assert plan_next(store, TINY, first) == second  # the merge job may run again
+
+
+def test_reaching_the_target_plans_grammar_with_every_round_capped_at_the_target(
+    tmp_path: Path,
+) -> None:
+    store = new_run(tmp_path)
+    first = plan_first(store, TINY)
+    round_1, round_2 = records("round-1", 8), records("round-2", 20)
+    merge_by_hand(store, "generation-01", round_1)
+    second = plan_next(store, TINY, first)
+    assert second is not None
+    merge_by_hand(store, "generation-02", round_2)
+    grammar = plan_next(store, TINY, second)
+    assert grammar == StepPlan("grammar", "grammar", 0, shards=3, inputs=24)
+    assert input_ids(store, grammar) == ids(round_1 + round_2[:16])
+    # The first round merged again (its merged set was damaged) decides as it did then.
+    assert plan_next(store, TINY, first) == second
+
+
+def test_exactly_the_target_in_the_first_round_goes_on_to_grammar(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    first = plan_first(store, TINY)
+    merge_by_hand(store, "generation-01", records("round-1", 24))
+    grammar = plan_next(store, TINY, first)
+    assert grammar is not None and grammar.step == "grammar" and grammar.inputs == 24
+    assert read_plan(store, "generation-02") is None
+
+
+def test_the_last_round_goes_on_below_the_target(tmp_path: Path) -> None:
+    config = load_config("tiny", ["generation.max_rounds=1"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    round_1 = records("round-1", 5)
+    merge_by_hand(store, "generation-01", round_1)
+    grammar = plan_next(store, config, first)
+    assert grammar == StepPlan("grammar", "grammar", 0, shards=1, inputs=5)
+    assert input_ids(store, grammar) == ids(round_1)
+    assert read_plan(store, "generation-02") is None
+
+
+def build_chain(store: RunStore, config: Config = TINY) -> dict[str, list[Example]]:
+    """Plan and hand-merge every step of the tiny recipe; returns each step's merged set."""
+    merged = {
+        "generation-01": records("round-1", 24),
+        "grammar": records("grammar", 20),
+        "quality": records("quality", 18),
+        "evolution-01": records("evolution-1", 10),
+        "evolution-02": records("evolution-2", 5),
+    }
+    planned: StepPlan | None = plan_first(store, config)
+    while planned is not None and planned.step in merged:
+        merge_by_hand(store, planned.step, merged[planned.step])
+        planned = plan_next(store, config, planned)
+    assert planned is not None and planned.step == "followups"
+    return merged
+
+
+def test_each_later_step_takes_the_merged_set_before_it(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    merged = build_chain(store)
+    for step, before in [
+        ("grammar", "generation-01"),
+        ("quality", "grammar"),
+        ("evolution-01", "quality"),
+        ("evolution-02", "evolution-01"),
+    ]:
+        planned = read_plan(store, step)
+        assert planned is not None
+        assert input_ids(store, planned) == ids(merged[before]), step
+    evolution_2 = read_plan(store, "evolution-02")
+    assert evolution_2 == StepPlan("evolution-02", "evolution", 2, shards=2, inputs=10)
+
+
+def test_followups_take_generation_0_and_every_evolution_generation_shuffled(
+    tmp_path: Path,
+) -> None:
+    merged = build_chain(store := new_run(tmp_path))
+    followups = read_plan(store, "followups")
+    pool = merged["quality"] + merged["evolution-01"] + merged["evolution-02"]
+    assert followups == StepPlan("followups", "followups", 0, shards=5, inputs=len(pool))
+    order = input_ids(store, followups)
+    assert sorted(order) == sorted(ids(pool)) and len(set(order)) == len(pool)
+    assert order != ids(pool)  # shuffled, not the generations one after another
+    # A second run with the same seed and the same merged sets plans the same order.
+    other = new_run(tmp_path, name="other")
+    build_chain(other)
+    assert input_ids(other, followups) == order
+    # Shuffling depends on the run's seed.
+    reseeded = load_config("tiny", ["seed=8"])
+    build_chain(third := new_run(tmp_path, reseeded, name="reseeded"), reseeded)
+    assert input_ids(third, followups) != order
+    # After follow-ups only the export is left.
+    merge_by_hand(store, "followups", records("followups", 33))
+    assert plan_next(store, TINY, followups) is None
+
+
+def test_without_later_steps_the_last_round_leads_to_the_export(tmp_path: Path) -> None:
+    config = load_config("tiny", [*BARE, "evolution.generations=0", "followups.turns=0"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    merge_by_hand(store, "generation-01", records("round-1", 24))
+    assert plan_next(store, config, first) is None
+
+
+# ---------------------------------------------------------------- final_records, dedup_pool
+
+
+def test_final_records_are_the_followups_merged_set(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    build_chain(store)
+    conversations = records("followups", 33)
+    merge_by_hand(store, "followups", conversations)
+    assert list(final_records(store, TINY)) == conversations
+
+
+def test_final_records_without_followups_are_every_generation_shuffled(tmp_path: Path) -> None:
+    config = load_config("tiny", ["followups.turns=0"])
+    store = new_run(tmp_path, config)
+    merged = {
+        "generation-01": records("round-1", 24),
+        "grammar": records("grammar", 20),
+        "quality": records("quality", 18),
+        "evolution-01": records("evolution-1", 10),
+        "evolution-02": records("evolution-2", 5),
+    }
+    planned: StepPlan | None = plan_first(store, config)
+    while planned is not None:
+        merge_by_hand(store, planned.step, merged[planned.step])
+        planned = plan_next(store, config, planned)
+    pool = merged["quality"] + merged["evolution-01"] + merged["evolution-02"]
+    final = list(final_records(store, config))
+    expected = list(pool)
+    random.Random(f"{config.seed}/shuffle").shuffle(expected)
+    assert final == expected == shuffled_pool(store, config)
+    assert final != pool
+
+
+def test_final_records_without_evolution_or_followups_are_the_base_set(tmp_path: Path) -> None:
+    config = load_config("tiny", ["evolution.generations=0", "followups.turns=0"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    merge_by_hand(store, "generation-01", records("round-1", 24))
+    grammar = plan_next(store, config, first)
+    assert grammar is not None
+    merge_by_hand(store, "grammar", records("grammar", 20))
+    quality = plan_next(store, config, grammar)
+    assert quality is not None
+    merge_by_hand(store, "quality", kept := records("quality", 17))
+    assert plan_next(store, config, quality) is None
+    assert list(final_records(store, config)) == kept
+
+
+def test_dedup_pool_of_each_stage(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    seeds = list(seed_examples(load_seeds(TINY.seed_path())))
+    round_1, round_2 = records("round-1", 8), records("round-2", 20)
+    merge_by_hand(store, "generation-01", round_1)
+    merge_by_hand(store, "generation-02", round_2)
+    merge_by_hand(store, "grammar", records("grammar", 20))
+    merge_by_hand(store, "quality", base := records("quality", 18))
+    merge_by_hand(store, "evolution-01", evolved := records("evolution-1", 10))
+
+    def pool(stage: str, round: int) -> list[Example] | None:
+        return dedup_pool(store, TINY, StepPlan(stage, stage, round, shards=1, inputs=1))
+
+    assert pool("generation", 1) == seeds
+    assert pool("generation", 2) == seeds + round_1
+    assert pool("generation", 3) == seeds + round_1 + round_2
+    assert pool("evolution", 1) == base
+    assert pool("evolution", 2) == base + evolved
+    assert pool("grammar", 0) == [] and pool("quality", 0) == []
+    assert pool("followups", 0) is None
+
+
+def test_evolution_starts_from_the_rounds_when_grammar_and_quality_are_off(
+    tmp_path: Path,
+) -> None:
+    config = load_config("tiny", [*BARE, "generation.max_rounds=1"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    merge_by_hand(store, "generation-01", round_1 := records("round-1", 6))
+    evolution = plan_next(store, config, first)
+    assert evolution == StepPlan("evolution-01", "evolution", 1, shards=1, inputs=6)
+    assert input_ids(store, evolution) == ids(round_1)
+    assert dedup_pool(store, config, evolution) == round_1
+
+
+def test_stages_to_run_are_those_not_merged_yet(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    recipe = ["generation", "grammar", "quality", "evolution", "followups"]
+    assert stages_to_run(store, TINY) == recipe  # a fresh run
+    planned: StepPlan | None = plan_first(store, TINY)
+    seen = []
+    while planned is not None:
+        merge_by_hand(store, planned.step, records(planned.step, 24))
+        following = plan_next(store, TINY, planned)
+        result = MergeResult(planned.step, 24, 24, {}, following.step if following else None, 0.1)
+        store.write_state(merge_file(planned.step), result)
+        seen.append((planned.step, stages_to_run(store, TINY)))
+        planned = following
+    assert seen == [
+        ("generation-01", ["grammar", "quality", "evolution", "followups"]),
+        ("grammar", ["quality", "evolution", "followups"]),
+        ("quality", ["evolution", "followups"]),
+        ("evolution-01", ["evolution", "followups"]),
+        ("evolution-02", ["followups"]),
+        ("followups", []),
+    ]

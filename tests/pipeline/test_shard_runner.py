@@ -1,0 +1,109 @@
+"""``laerebogen shard``: exactly what an array task runs, resumed after SIGKILL, no-op when done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.inference.cache import EngineCache
+from laerebogen.pipeline.plan import plan_first
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
+from tests.support.commands import laerebogen
+
+STEP = "generation-01"
+
+
+def planned_run(tmp_path: Path, recipe_overrides: list[str], *extra: str) -> Path:
+    """A run whose first generation round is planned and not started."""
+    run = tmp_path / "run"
+    config = load_config("tiny", [*recipe_overrides, *extra])
+    plan_first(start_run(config, run), config)
+    return run
+
+
+def test_a_killed_shard_resumes_after_its_last_committed_chunk(
+    tmp_path: Path, recipe_overrides: list[str]
+) -> None:
+    run = planned_run(
+        tmp_path,
+        recipe_overrides,
+        "generation.first_round_prompts=12",
+        "generation.prompts_per_shard=12",
+        "engine.chunk_size=1",
+    )
+    journal = run / STEP / "shard-00000.journal"
+    command = [sys.executable, "-m", "laerebogen", "shard", "--run", str(run), "--step", STEP]
+    shard = subprocess.Popen(
+        [*command, "--index", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the engine's worker processes die with it
+    )
+    deadline = time.monotonic() + 300
+    while not (journal.exists() and journal.read_bytes().count(b"\n") >= 3):
+        assert shard.poll() is None and time.monotonic() < deadline, "no chunk committed"
+        time.sleep(0.05)
+    os.killpg(shard.pid, signal.SIGKILL)
+    shard.wait()
+    store = RunStore(run)
+    assert not store.is_done(STEP, 0)
+    committed = journal.read_bytes().count(b"\n")
+    data = (run / STEP / "shard-00000.msgpack.zst").read_bytes()
+    resumed = laerebogen("shard", "--run", str(run), "--step", STEP, "--index", "0")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after {committed} committed chunks" in resumed.stderr
+    manifest = store.manifest(STEP, 0)
+    assert manifest.inputs == 12 and manifest.chunks == 12
+    assert (run / STEP / "shard-00000.msgpack.zst").read_bytes().startswith(data)
+    ids = [record.id for record in store.read_records(STEP, 0)]
+    assert len(ids) == len(set(ids)) == manifest.outputs
+    # A finished shard is a no-op: no engine, no file touched.
+    before = {path: path.stat().st_mtime_ns for path in (run / STEP).iterdir()}
+    # (--stage, the flag's old name, still works and says so)
+    again = laerebogen("shard", "--run", str(run), "--stage", STEP, "--index", "0", timeout=60)
+    assert again.returncode == 0 and "done already" in again.stderr
+    assert "--stage is now --step" in again.stderr
+    assert "vllm" not in again.stderr.lower()
+    assert {path: path.stat().st_mtime_ns for path in (run / STEP).iterdir()} == before
+
+
+def test_shard_errors_are_one_line(tmp_path: Path, recipe_overrides: list[str]) -> None:
+    run = planned_run(tmp_path, recipe_overrides)
+    unplanned = laerebogen("shard", "--run", str(run), "--step", "grammar", "--index", "0")
+    assert unplanned.returncode == 2
+    assert "step 'grammar' is not planned" in unplanned.stderr
+    beyond = laerebogen("shard", "--run", str(run), "--step", STEP, "--index", "9")
+    assert beyond.returncode == 2 and "has shards 0-4, not 9" in beyond.stderr
+    inputs = run / STEP / "inputs" / "shard-00001.msgpack.zst"
+    inputs.write_bytes(inputs.read_bytes()[:-5])
+    corrupt = laerebogen("shard", "--run", str(run), "--step", STEP, "--index", "1")
+    assert corrupt.returncode == 2 and str(inputs) in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr and len(corrupt.stderr.strip().splitlines()) == 1
+    not_a_run = laerebogen("shard", "--run", str(tmp_path), "--step", STEP, "--index", "0")
+    assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
+    no_step = laerebogen("shard", "--run", str(run), "--index", "0")
+    assert no_step.returncode == 2 and "--step is required" in no_step.stderr
+
+
+def test_roles_that_differ_only_in_rendering_share_one_loaded_model(tiny_config: Config) -> None:
+    """The local config's two roles are one model, one rendering chats as a transcript: a
+    worker or the debug executor loads it once, and keeps at most ``keep`` models loaded."""
+    instruct = msgspec.structs.replace(tiny_config.models.instruct, chat_template="transcript")
+    models = msgspec.structs.replace(tiny_config.models, instruct=instruct)
+    config = msgspec.structs.replace(tiny_config, models=models)
+    cache = EngineCache(keep=1)
+    try:
+        base, chats = cache.get(config, "base"), cache.get(config, "instruct")
+        assert chats.load() is base.load() and chats.model.chat_template == "transcript"
+        assert cache.get(config, "base") is base and len(cache._engines) == 1
+    finally:
+        cache.close()

@@ -1,0 +1,152 @@
+"""A finished run built without a model: base generation and follow-ups merged, with chosen
+final conversations. What the export, report and card tests work on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from laerebogen.config.loading import load_config
+from laerebogen.config.schema import Config
+from laerebogen.pipeline.driver import import_seeds
+from laerebogen.pipeline.plan import (
+    MergeResult,
+    StepPlan,
+    merge_file,
+    plan_first,
+    plan_next,
+    read_plan,
+)
+from laerebogen.records import Example, Message, Provenance, Step, record_id
+from laerebogen.store.run_dir import RunStore
+from laerebogen.store.saved_config import start_run
+from tests.support.records import make_example
+
+
+def conversation(
+    *turns: str, scores: dict[str, float] | None = None, index: int = 0, **provenance: object
+) -> Example:
+    """A conversation of alternating user and assistant messages."""
+    messages = tuple(
+        Message("user" if position % 2 == 0 else "assistant", text)
+        for position, text in enumerate(turns)
+    )
+    origin = provenance.pop("origin", "self-instruct")
+    return Example(
+        id=record_id("export-test", index),
+        instruction=turns[0],
+        output=turns[1],
+        messages=messages,
+        provenance=Provenance(
+            origin=origin,  # type: ignore[arg-type]
+            steps=(Step("generation", 1, "tiny"), Step("followups", 0, "tiny")),
+            **provenance,  # type: ignore[arg-type]
+        ),
+        scores=scores or {},
+    )
+
+
+OVERRIDES = [
+    "grammar.enabled=false",
+    "quality.enabled=false",
+    "evolution.generations=0",
+    "generation.max_rounds=1",
+    "followups.turns=1",
+]
+GOOD_ANSWER = (
+    "Æbler er sunde, fordi de indeholder fibre og vitaminer. Fibrene hjælper fordøjelsen, og "
+    "C-vitaminet styrker immunforsvaret. Spis gerne et æble om dagen som en del af en varieret "
+    "kost."
+)  # 29 words, 3 sentences, 9 long: LIX 40.70
+FOLLOWUP_ANSWER = "Ja. Grønne æbler har lidt mindre sukker end røde, men forskellen er lille."
+HARD_ANSWER = (
+    "Sundhedsstyrelsens kostanbefalinger understreger betydningen af grøntsagsindtagelse "
+    "fiberholdige fødevarer fuldkornsprodukter fiskeprodukter magert kød begrænset "
+    "sukkerindtagelse reduceret saltindtagelse tilstrækkelig væskeindtagelse regelmæssig fysisk "
+    "aktivitet for voksne børn ældre gravide ammende personer kroniske sygdomme"
+)  # 30 words, 1 sentence, 22 long: LIX 103.33
+
+
+def final_conversations() -> list[Example]:
+    """The follow-ups' merged set: two conversations that pass the filters, four that do not."""
+    question, again = "Hvorfor er æbler sunde?", "Er grønne æbler bedre end røde?"
+    good = {"danish_confidence": 0.934567, "quality_good": 1.0}
+    return [
+        conversation(question, GOOD_ANSWER, again, FOLLOWUP_ANSWER, scores=good, index=0),
+        # 4 words of answers: too few, and LIX 4.0 is too low.
+        conversation("Nævn en frugt.", "Ja, fx et æble.", scores=good, index=1),
+        # Danish less likely than the other languages together.
+        conversation(
+            question,
+            GOOD_ANSWER,
+            again,
+            FOLLOWUP_ANSWER,
+            scores={"danish_confidence": 0.31, "quality_good": 1.0},
+            index=2,
+        ),
+        # Never judged for language: no confidence, so not in the filtered version.
+        conversation(question, GOOD_ANSWER, again, FOLLOWUP_ANSWER, index=3),
+        # One run-on sentence of compounds.
+        conversation("Hvad anbefaler Sundhedsstyrelsen?", HARD_ANSWER, scores=good, index=4),
+        conversation(
+            "Skriv en kort tekst om blåbær på dansk.",
+            GOOD_ANSWER.replace("Æbler", "Blåbær"),
+            "Og om jordbær?",
+            FOLLOWUP_ANSWER.replace("æbler", "jordbær"),
+            scores={"danish_confidence": 0.5},  # exactly the threshold: bounds are inclusive
+            index=5,
+            origin="evolved",
+            generation=2,
+            operation="deepen",
+        ),
+    ]
+
+
+PASSING = [0, 5]
+
+
+def finished_run(
+    tmp_path: Path,
+    records: Sequence[Example] | None = None,
+    name: str = "run",
+    overrides: Sequence[str] = (),
+) -> tuple[RunStore, Config]:
+    """A run whose base generation (4 records kept) and follow-ups are merged, with
+    ``records`` as the result; ``overrides`` change the config after :data:`OVERRIDES`."""
+    config = load_config("tiny", [*OVERRIDES, *overrides])
+    store = start_run(config, tmp_path / name)
+    import_seeds(store, config.seed_path())
+    first = plan_first(store, config)
+    base = [make_example(index) for index in range(4)]
+    followups = plan_next(store, config, write_merged(store, first.step, base))
+    assert followups is not None and followups.step == "followups"
+    write_merged(store, followups.step, final_conversations() if records is None else records)
+    store.write_state(
+        merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
+    )
+    store.write_state(
+        merge_file(followups.step),
+        MergeResult(followups.step, followups.inputs, 6, {}, None, 0.1),
+    )
+    return store, config
+
+
+def write_merged(store: RunStore, step: str, records: Sequence[Example]) -> StepPlan:
+    """The merged set of ``step`` as its merge job would write it; returns the step's plan."""
+    with store.open_merged(step) as writer:
+        writer.write_chunk(records, [], consumed=[record.id for record in records])
+        writer.finish()
+    plan = read_plan(store, step)
+    assert plan is not None
+    return plan
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The lines of a JSONL file, refusing NaN and infinity as the JSON standard does."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path}: {constant} in the export")
+
+    text = path.read_bytes().decode("utf-8")  # strict: the file is valid UTF-8
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
