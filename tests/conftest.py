@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import pytest
 
 from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
-from laerebogen.inference.engine import Engine
+from laerebogen.inference.engine import ENGINE_FACTORY, Engine
 from laerebogen.models.tiny import build_tiny_model
+from tests.support.canned_engine import FACTORY as CANNED_ENGINE
 from tests.support.models import PreparedModels
 from tests.support.runs import RECIPE
 
+ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ("tests.support.slurm_cluster",)  # the slurm_cluster fixture
 
 # Markers (declared in pyproject.toml): `engine` for a test that builds or prepares a model or
@@ -36,6 +39,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.engine)
         if item.get_closest_marker("slurm") or item.get_closest_marker("engine"):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def canned_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines of this test and of its subprocesses (local workers, SLURM tasks) answer
+    without a model, from tests/support/canned_engine.py."""
+    monkeypatch.setenv(ENGINE_FACTORY, CANNED_ENGINE)
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
 @pytest.fixture(scope="session")

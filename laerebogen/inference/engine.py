@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import re
 import sys
@@ -44,6 +45,8 @@ OFFLINE_ENVIRONMENT = {
 }
 # At most this many special tokens (e.g. <bos>) are added to a completion prompt.
 SPECIAL_TOKENS = 8
+# Names a stand-in engine class (module:Class) that answers without a model (tests only).
+ENGINE_FACTORY = "LAEREBOGEN_ENGINE_FACTORY"
 
 
 def configure_environment(cpu_kvcache_gib: int) -> None:
@@ -98,6 +101,20 @@ def vllm_device() -> str:
 
         device = f"cuda, {torch.cuda.device_count()} GPU(s)"
     return f"{vllm.__version__}, device {device}"
+
+
+def stand_in(factory: str) -> type[Engine]:
+    """The engine class ``factory`` (``module:Class``) names: a subclass of :class:`Engine`
+    that answers without a model, for tests of everything around it (shard resume, retries,
+    the container command) without vLLM's start-up in every process."""
+    module, _, name = factory.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ModelError(f"{ENGINE_FACTORY}={factory}: {error}") from error
+    if not (isinstance(found, type) and issubclass(found, Engine)):
+        raise ModelError(f"{ENGINE_FACTORY}={factory} is not a subclass of Engine")
+    return found
 
 
 def check_model_dir(path: Path) -> None:
@@ -170,8 +187,11 @@ class Engine:
 
     @classmethod
     def from_config(cls, config: Config, role: Literal["base", "instruct"]) -> Engine:
-        """The engine for the base or the instruction-tuned model of a configuration."""
-        return cls(getattr(config.models, role), config.model_path(role), config.engine)
+        """The engine for the base or the instruction-tuned model of a configuration: this
+        class, or the stand-in that ``$LAEREBOGEN_ENGINE_FACTORY`` names."""
+        factory = os.environ.get(ENGINE_FACTORY)
+        engine_class = stand_in(factory) if factory else cls
+        return engine_class(getattr(config.models, role), config.model_path(role), config.engine)
 
     @property
     def name(self) -> str:

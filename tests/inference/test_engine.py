@@ -17,10 +17,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config, Model, Sampling
 from laerebogen.config.schema import Engine as EngineSettings
 from laerebogen.errors import ModelError
-from laerebogen.inference.engine import Engine, configure_environment, transcript
+from laerebogen.inference.engine import ENGINE_FACTORY, Engine, configure_environment, transcript
 from laerebogen.inference.requests import (
     ChatRequest,
     CompletionRequest,
@@ -29,6 +30,8 @@ from laerebogen.inference.requests import (
     Result,
 )
 from laerebogen.records import Message
+from tests.support.canned_engine import FACTORY as CANNED_ENGINE
+from tests.support.canned_engine import CannedEngine
 from tests.support.commands import cli
 
 SAMPLING = Sampling(temperature=1.0, max_tokens=24)
@@ -361,3 +364,26 @@ def test_another_process_reproduces_the_same_samples(
     decoder = msgspec.json.Decoder(Result)
     other = [decoder.decode(line) for line in target.read_bytes().splitlines()]
     assert other == tiny_engine.generate(requests)
+
+
+def test_a_stand_in_engine_is_chosen_by_environment_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = load_config("tiny", ["model_dir='/nowhere'"])
+    monkeypatch.setenv(ENGINE_FACTORY, CANNED_ENGINE)
+    engine = Engine.from_config(config, "base")
+    assert isinstance(engine, CannedEngine) and engine.name == "tiny"
+    pattern = Constraint(regex=r"[a-z]{3,5}\.")
+    request = CompletionRequest(
+        id="r", sampling=Sampling(max_tokens=8), seed=5, prompt="x", constraint=pattern
+    )
+    [result] = engine.generate([request])
+    assert re.fullmatch(r"[a-z]{3,5}\.", result.text) and result.finish_reason == "stop"
+    for factory, error in [
+        ("tests.support.nothing:Engine", "No module named 'tests.support.nothing'"),
+        ("tests.support.canned_engine:draw", "is not a subclass of Engine"),
+        ("tests.support.canned_engine", "has no attribute ''"),
+    ]:
+        monkeypatch.setenv(ENGINE_FACTORY, factory)
+        with pytest.raises(ModelError, match=re.escape(error)):
+            Engine.from_config(config, "base")

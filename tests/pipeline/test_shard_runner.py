@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
@@ -17,6 +18,7 @@ from laerebogen.inference.cache import EngineCache
 from laerebogen.pipeline.plan import plan_first
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
+from tests.support.canned_engine import SECONDS_VARIABLE
 from tests.support.commands import laerebogen
 
 STEP = "generation-01"
@@ -31,8 +33,12 @@ def planned_run(tmp_path: Path, recipe_overrides: list[str], *extra: str) -> Pat
 
 
 def test_a_killed_shard_resumes_after_its_last_committed_chunk(
-    tmp_path: Path, recipe_overrides: list[str]
+    tmp_path: Path,
+    recipe_overrides: list[str],
+    canned_engine: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(SECONDS_VARIABLE, "0.2")  # a chunk of one input every 0.2 s
     run = planned_run(
         tmp_path,
         recipe_overrides,
