@@ -27,6 +27,7 @@ from laerebogen.records import Example
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from laerebogen.store.shards import LiveProgress
+from tests.support.canned_engine import SECONDS_VARIABLE
 from tests.support.commands import CONSOLE_SCRIPT, cli, laerebogen, sets
 from tests.support.runs import (
     GENERATION_ONLY,
@@ -161,7 +162,7 @@ def test_local_executor_gives_the_same_dataset_as_the_debug_one(
 
 
 def test_a_shard_failing_every_time_stops_the_driver_with_a_report(
-    tmp_path: Path, recipe_overrides: list[str]
+    tmp_path: Path, recipe_overrides: list[str], canned_engine: None
 ) -> None:
     """After the report, the same command finishes the run: the retry budget is per run."""
     run = tmp_path / "run"
@@ -186,7 +187,7 @@ def test_a_shard_failing_every_time_stops_the_driver_with_a_report(
 
 
 def test_a_shard_failing_once_is_retried_and_the_run_finishes(
-    tmp_path: Path, recipe_overrides: list[str]
+    tmp_path: Path, recipe_overrides: list[str], canned_engine: None
 ) -> None:
     run = tmp_path / "run"
     config = load_config("tiny", [*recipe_overrides, *GENERATION_ONLY, "launch.max_retries=1"])
@@ -262,9 +263,13 @@ def test_a_second_driver_is_refused_before_it_writes(
 
 
 def test_sigterm_stops_the_drivers_local_jobs_and_says_so(
-    tmp_path: Path, recipe_overrides: list[str]
+    tmp_path: Path,
+    recipe_overrides: list[str],
+    canned_engine: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What `timeout`, a batch system or a closed terminal do to a driver: no job is left."""
+    monkeypatch.setenv(SECONDS_VARIABLE, "60")  # the jobs are still running when it arrives
     run = tmp_path / "run"
     sets = [f"--set={override}" for override in [*recipe_overrides, *GENERATION_ONLY]]
     command = [CONSOLE_SCRIPT, "dataset", "--config", "tiny", "--run", str(run), *sets]
