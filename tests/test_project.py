@@ -178,3 +178,18 @@ def test_only_the_store_writes_files_of_a_run() -> None:
     ]
     assert not unexpected, unexpected
     assert file_writes(ROOT / "laerebogen/store/atomic.py")  # the check sees writes
+
+
+def test_tests_mirror_the_package_and_share_helpers_only_through_support() -> None:
+    """tests/<subpackage>/test_<module>.py tests laerebogen/<subpackage>/<module>.py, and a
+    test file imports other test code only from tests/support/."""
+    tests = ROOT / "tests"
+    for path in tests.rglob("test_*.py"):
+        folder = path.parent.relative_to(tests)
+        if folder.parts:  # a subpackage's tests are of its modules
+            module = ROOT / "laerebogen" / folder / f"{path.stem.removeprefix('test_')}.py"
+            assert module.is_file(), f"{path.relative_to(ROOT)} tests no module of the package"
+    for path in [*tests.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests."):
+                assert node.module.startswith("tests.support."), (path, node.module)

@@ -20,6 +20,7 @@ import pytest
 
 from laerebogen.launch.task import MERGE
 from laerebogen.store.run_dir import RunStore
+from tests.support.canned_engine import SECONDS_VARIABLE
 from tests.support.commands import sets
 from tests.support.runs import (
     GENERATION_ONLY,
@@ -106,7 +107,7 @@ def test_slurm_recipe_survives_a_killed_driver_and_a_cancelled_array_task(
 
 
 def test_slurm_retries_a_failed_array_task(
-    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str]
+    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str], canned_engine: None
 ) -> None:
     run, log = tmp_path / "run", tmp_path / "driver.log"
     journal = run / "generation-01" / "shard-00000.journal"
@@ -126,9 +127,14 @@ def test_slurm_retries_a_failed_array_task(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="requeueing needs a SLURM operator (root here)")
 def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
-    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str]
+    slurm_cluster: SlurmCluster,
+    tmp_path: Path,
+    recipe_overrides: list[str],
+    canned_engine: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a time limit or preemption does: submitit's USR2, requeue, resume."""
+    monkeypatch.setenv(SECONDS_VARIABLE, "1")  # a chunk a second: the signal comes between them
     run, log = tmp_path / "run", tmp_path / "driver.log"
     overrides = [
         *recipe_overrides, *GENERATION_ONLY, "generation.first_round_prompts=16",
@@ -174,7 +180,11 @@ exec {python} "$@"
 
 
 def test_array_tasks_run_through_the_container_command(
-    slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str], tiny_model_dir: Path
+    slurm_cluster: SlurmCluster,
+    tmp_path: Path,
+    recipe_overrides: list[str],
+    tiny_model_dir: Path,
+    canned_engine: None,
 ) -> None:
     run, log, calls = tmp_path / "run", tmp_path / "driver.log", tmp_path / "apptainer-calls"
     image = tmp_path / "images" / "laerebogen.sif"
