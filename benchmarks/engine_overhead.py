@@ -49,12 +49,16 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model-dir", type=Path, help="holds a built tiny/ (default: build one)")
     args = parser.parse_args()
 
     sampling = Sampling(temperature=1.0, max_tokens=args.max_tokens)
     prompts = few_shot_prompts(args.prompts, random.Random(0))
     with tempfile.TemporaryDirectory() as scratch:
-        model_dir = build_tiny_model(Path(scratch) / "tiny", progress=lambda _: None)
+        if args.model_dir:
+            model_dir = args.model_dir / "tiny"
+        else:
+            model_dir = build_tiny_model(Path(scratch) / "tiny", progress=lambda _: None)
         model = Model(path=str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True)
         settings = EngineSettings(chunk_size=args.prompts, cpu_kvcache_gib=1)
         with Engine(model, model_dir, settings) as engine:

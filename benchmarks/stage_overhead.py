@@ -67,10 +67,12 @@ def sacct_rows(job_ids: list[str]) -> dict[str, tuple[datetime, int]]:
     raise SystemExit(f"sacct never showed {job_ids} as COMPLETED")
 
 
-def stage_overhead(scratch: Path) -> tuple[float, float, float]:
-    """Wall time of one step, its slowest shard's work and its merge job, in seconds."""
-    models = scratch / "models"
-    build_tiny_model(models / "tiny", progress=lambda _: None)
+def stage_overhead(scratch: Path, models: Path | None) -> tuple[float, float, float]:
+    """Wall time of one step, its slowest shard's work and its merge job, in seconds; on the
+    tiny model in ``models`` (built into ``scratch`` if None)."""
+    if models is None:
+        models = scratch / "models"
+        build_tiny_model(models / "tiny", progress=lambda _: None)
     config = load_config("tiny", [f"model_dir={str(models)!r}", *STEP_OVERRIDES])
     run = scratch / "run"
     store = start_run(config, run)
@@ -133,12 +135,13 @@ def submit_many(scratch: Path, shards: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=10_000)
+    parser.add_argument("--model-dir", type=Path, help="holds a built tiny/ (default: build one)")
     args = parser.parse_args()
     before = max_array_size()
     if before < DEFAULT_MAX_ARRAY_SIZE:  # the test cluster's small windows; SLURM's default
         local_cluster(DEFAULT_MAX_ARRAY_SIZE)
     try:
-        overhead, planned, submitting, baseline = measure(args.shards)
+        overhead, planned, submitting, baseline = measure(args.shards, args.model_dir)
     finally:
         if before < DEFAULT_MAX_ARRAY_SIZE:
             local_cluster(before)
@@ -157,12 +160,12 @@ def local_cluster(max_array_size: int) -> None:
     subprocess.run([str(script), "start"], env=environment, check=True, stdout=subprocess.DEVNULL)
 
 
-def measure(shards: int) -> tuple[float, float, float, float]:
+def measure(shards: int, models: Path | None) -> tuple[float, float, float, float]:
     """Both measurements, printed as they come."""
     window = max_array_size()
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as directory:
         scratch = Path(directory)
-        wall, slowest, merge = stage_overhead(scratch)
+        wall, slowest, merge = stage_overhead(scratch, models)
         overhead = wall - slowest
         print(
             f"one step, 2 shards: wall {wall:.1f} s, slowest shard's work {slowest:.0f} s, "

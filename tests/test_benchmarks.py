@@ -65,6 +65,7 @@ MODEL_BENCHMARKS = {"constrained_decoding.py", "deterministic.py", "local_instru
 LOCAL_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 ENGINE_BENCHMARKS = {*MODEL_BENCHMARKS, "engine_overhead.py"}
 SLURM_BENCHMARKS = {"stage_overhead.py"}
+TINY_MODEL_BENCHMARKS = {"engine_overhead.py", "stage_overhead.py"}
 pytestmark = pytest.mark.slow  # every small run is a subprocess loading lingua, vLLM or SLURM
 
 
@@ -96,6 +97,9 @@ def test_benchmark_runs_and_reports(
         require_slurm()
     if script in MODEL_BENCHMARKS:
         models = local_model_dir(tmp_path, request.getfixturevalue("prepared_models"))
+        arguments = [*arguments, "--model-dir", str(models)]
+    elif script in TINY_MODEL_BENCHMARKS:  # the session's tiny model, not one built again
+        models = request.getfixturevalue("tiny_model_dir").parent
         arguments = [*arguments, "--model-dir", str(models)]
     finished = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
