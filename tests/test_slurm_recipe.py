@@ -1,7 +1,9 @@
 """The recipe on the real local SLURM cluster: submitit arrays, merge jobs, failures, resumes.
 
 The test cluster's MaxArraySize is small (4, see the Makefile), so the first generation
-round's 5 shards go out as two arrays.
+round's 5 shards go out as two arrays. The recipe runs on the real engine; the tests of retries,
+requeueing and the container command use the canned engine (tests/support/canned_engine.py),
+since what they check is SLURM's and the driver's part.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a time limit or preemption does: submitit's USR2, requeue, resume."""
-    monkeypatch.setenv(SECONDS_VARIABLE, "1")  # a chunk a second: the signal comes between them
+    monkeypatch.setenv(SECONDS_VARIABLE, "0.5")  # 16 chunks in 8 s: the signal comes between
     run, log = tmp_path / "run", tmp_path / "driver.log"
     overrides = [
         *recipe_overrides, *GENERATION_ONLY, "generation.first_round_prompts=16",
@@ -153,6 +155,9 @@ def test_usr2_checkpoints_and_requeues_a_shard_that_keeps_its_chunks(
     shard_log = Path(shard_submissions(run, "generation-01", 0)[0]["log"])
     wait_for("the requeue", lambda: "DUE TO JOB REQUEUE" in shard_log.read_text())
     wait_for("the requeued job to wait", lambda: squeue_states().get(job) == "PENDING")
+    # Not in the second its old credential was revoked in: SLURM kills a job started then
+    # ("Job credential revoked"), which is why it holds requeued jobs back.
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     assert driver.wait(timeout=DRIVER_TIMEOUT) == 0, log.read_text()[-3000:]
     assert len(shard_submissions(run, "generation-01", 0)) == 1  # requeued, not resubmitted
