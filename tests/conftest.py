@@ -15,9 +15,9 @@ from laerebogen.inference.engine import ENGINE_FACTORY, Engine
 from laerebogen.models.tiny import build_tiny_model
 from tests.support.canned_engine import FACTORY as CANNED_ENGINE
 from tests.support.models import PreparedModels
+from tests.support.paths import REPOSITORY
 from tests.support.runs import RECIPE
 
-ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ("tests.support.slurm_cluster",)  # the slurm_cluster fixture
 
 # Markers (declared in pyproject.toml): `engine` for a test that builds or prepares a model or
@@ -46,7 +46,7 @@ def canned_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Engines of this test and of its subprocesses (local workers, SLURM tasks) answer
     without a model, from tests/support/canned_engine.py."""
     monkeypatch.setenv(ENGINE_FACTORY, CANNED_ENGINE)
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, get_args, get_origin
 
 import msgspec
@@ -13,8 +12,9 @@ import pytest
 
 from laerebogen.config.reference import reference_markdown, render_tables
 from laerebogen.config.schema import Config, Model, Models
+from tests.support.paths import REPOSITORY
 
-README = Path(__file__).parent.parent / "README.md"
+README = REPOSITORY / "README.md"
 START = "<!-- config-reference:start -->\n"
 END = "<!-- config-reference:end -->"
 

@@ -21,6 +21,7 @@ from laerebogen.launch.slurm import (
 )
 from laerebogen.launch.task import Task
 from laerebogen.pipeline.jobs import JobRunner
+from tests.support.paths import TEST_DATA
 from tests.support.slurm_cluster import SlurmCluster
 
 
@@ -163,7 +164,7 @@ def test_a_slurm_task_pickled_before_the_move_to_subpackages_loads_and_runs_the_
     modules): a task pending or requeued across the upgrade still runs the pipeline's job."""
     from submitit.helpers import DelayedSubmission
 
-    old = DelayedSubmission.load(Path(__file__).parent / "data/slurm-task-before-subpackages.pkl")
+    old = DelayedSubmission.load(TEST_DATA / "slurm-task-before-subpackages.pkl")
     assert isinstance(old.function, CheckpointableTask)
     assert old.function.task == Task("/nonexistent/run", "grammar", -1, 2)
     assert isinstance(old.function.run, JobRunner) and old.function.run.engines is None

@@ -19,6 +19,7 @@ from laerebogen.errors import CorruptShardError, StoreError
 from laerebogen.records import Example
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.shards import LiveProgress, iter_file_records
+from tests.support.paths import REPOSITORY
 from tests.support.records import consumed, make_example, write_shard
 
 
@@ -159,7 +160,7 @@ def test_sigkill_mid_shard_then_resume_yields_every_record_once(tmp_path: Path) 
     script = tmp_path / "writer.py"
     script.write_text(KILLABLE_WRITER)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     total = 200
     victim = subprocess.Popen(
         [sys.executable, str(script), str(run), str(total), "0.05"],

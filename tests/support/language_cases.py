@@ -11,12 +11,12 @@ ones, a Danish instruction with a neighbour language's answer, that must not eit
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import NamedTuple
 
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
+from tests.support.paths import TEST_DATA
 
-DATA = Path(__file__).resolve().parent / "data" / "language"
+DATA = TEST_DATA / "language"
 NEIGHBOURS = {"Bokmål": "bokmal", "Nynorsk": "nynorsk", "Swedish": "swedish", "English": "english"}
 Triple = tuple[str, str, str]
 
