@@ -372,7 +372,7 @@ def test_a_stand_in_engine_is_chosen_by_environment_and_checked(
     config = load_config("tiny", ["model_dir='/nowhere'"])
     monkeypatch.setenv(ENGINE_FACTORY, CANNED_ENGINE)
     engine = Engine.from_config(config, "base")
-    assert isinstance(engine, CannedEngine) and engine.name == "tiny"
+    assert isinstance(engine, CannedEngine) and engine.name == "canned-tiny"
     pattern = Constraint(regex=r"[a-z]{3,5}\.")
     request = CompletionRequest(
         id="r", sampling=Sampling(max_tokens=8), seed=5, prompt="x", constraint=pattern

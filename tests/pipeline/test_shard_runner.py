@@ -70,7 +70,9 @@ def test_a_killed_shard_resumes_after_its_last_committed_chunk(
     manifest = store.manifest(STEP, 0)
     assert manifest.inputs == 12 and manifest.chunks == 12
     assert (run / STEP / "shard-00000.msgpack.zst").read_bytes().startswith(data)
-    ids = [record.id for record in store.read_records(STEP, 0)]
+    records = list(store.read_records(STEP, 0))
+    assert {step.model for r in records for step in r.provenance.steps} == {"canned-tiny"}
+    ids = [record.id for record in records]
     assert len(ids) == len(set(ids)) == manifest.outputs
     # A finished shard is a no-op: no engine, no file touched.
     before = {path: path.stat().st_mtime_ns for path in (run / STEP).iterdir()}

@@ -44,6 +44,11 @@ class CannedEngine(Engine):
         self.show_progress = False
         self._llm = None
 
+    @property
+    def name(self) -> str:
+        """Records name the stand-in, not the model it stands in for."""
+        return f"canned-{self.path.name}"
+
     def load(self) -> None:  # type: ignore[override]
         """Nothing to load."""
 
