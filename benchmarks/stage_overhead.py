@@ -13,7 +13,8 @@
    of the same windows with a one-line script.
 
 Run with the local cluster up (``make cluster``). The test cluster's small MaxArraySize is raised
-to SLURM's default (1001) for the run and put back afterwards.
+to SLURM's default (1001) for the run and put back afterwards, which restarts the cluster;
+``--keep-cluster`` (what the test suite's small run uses) submits in the cluster's own windows.
 """
 
 from __future__ import annotations
@@ -136,14 +137,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=10_000)
     parser.add_argument("--model-dir", type=Path, help="holds a built tiny/ (default: build one)")
+    parser.add_argument(
+        "--keep-cluster",
+        action="store_true",
+        help="submit in the cluster's own MaxArraySize windows instead of restarting the local "
+        "cluster with SLURM's default (which would disturb other users of it, e.g. a test run)",
+    )
     args = parser.parse_args()
     before = max_array_size()
-    if before < DEFAULT_MAX_ARRAY_SIZE:  # the test cluster's small windows; SLURM's default
+    restart = before < DEFAULT_MAX_ARRAY_SIZE and not args.keep_cluster
+    if restart:  # the test cluster's small windows; SLURM's default
         local_cluster(DEFAULT_MAX_ARRAY_SIZE)
     try:
         overhead, planned, submitting, baseline = measure(args.shards, args.model_dir)
     finally:
-        if before < DEFAULT_MAX_ARRAY_SIZE:
+        if restart:
             local_cluster(before)
     print(
         f"RESULT stage_overhead_s={overhead:.1f} target_s={TARGET_SECONDS:g} "

@@ -57,7 +57,7 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
         {"records", "roundtrip_speedup", "size_ratio"},
     ),
     "stage_overhead.py": (
-        ["--shards", "20"],
+        ["--shards", "20", "--keep-cluster"],
         {"stage_overhead_s", "plan_20_s", "submit_20_s", "sbatch_baseline_s", "ok"},
     ),
 }
