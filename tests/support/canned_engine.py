@@ -32,7 +32,8 @@ SECONDS_VARIABLE = "LAEREBOGEN_CANNED_SECONDS"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzæøå" * 3 + "ABDEFGHKLMNOPRSTVÆØÅ" + " " * 12 + ".,?!-\n01"
 # An unbounded repetition draws at most this many more items than its minimum.
 UNBOUNDED_EXTRA = 24
-# A character class's escapes (JSON's \" \\ \uXXXX alternatives) are drawn this rarely.
+# The first alternative of a choice is drawn this many times as often as each other one: in a
+# JSON string, a plain character rather than an escape.
 FIRST_BRANCH_WEIGHT = 60
 
 
@@ -83,6 +84,7 @@ def draw(pattern: str, seed: int) -> str:
 
 
 def _items(items: sre_parse.SubPattern | list, rng: random.Random) -> list[str]:
+    """The characters drawn for a sequence of parsed regex items."""
     out: list[str] = []
     for op, value in items:
         out.extend(_item(op, value, rng))
@@ -90,6 +92,7 @@ def _items(items: sre_parse.SubPattern | list, rng: random.Random) -> list[str]:
 
 
 def _item(op: object, value: object, rng: random.Random) -> list[str]:
+    """The characters drawn for one parsed regex item (an opcode and its argument)."""
     if op is sre.LITERAL:
         return [chr(value)]  # type: ignore[arg-type]
     if op in (sre.NOT_LITERAL, sre.ANY, sre.IN):
