@@ -388,7 +388,8 @@ def render_card(
         "- Language detection tells Danish from other languages, not good Danish from bad; "
         "LIX measures readability, not correctness.\n"
         "- Deduplication compares instructions only (ROUGE-L), so similar tasks with "
-        "different wording remain, and the seeds' 21 categories bound the topics.\n"
+        "different wording remain, and new tasks stay near the topics of the seed tasks "
+        "they were written from.\n"
         "- Follow-up user turns are written by the model and are tidier than real users.\n"
         + _pretrained_note(config),
         "## Licence\n",
