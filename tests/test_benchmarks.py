@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPOSITORY
 from tests.support.slurm_cluster import require_slurm
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = REPOSITORY / "benchmarks"
 # Small arguments of each benchmark, and the keys its RESULT line must carry.
 SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
     "constrained_decoding.py": (

@@ -20,10 +20,10 @@ import pytest
 from laerebogen.config.loading import load_config
 from laerebogen.launch.slurm import container_python
 from tests.support.apptainer_def import Definition, parse_definition, read_definition
+from tests.support.paths import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFINITION = ROOT / "containers" / "laerebogen.def"
-SBATCH = ROOT / "slurm" / "build-container.sbatch"
+DEFINITION = REPOSITORY / "containers" / "laerebogen.def"
+SBATCH = REPOSITORY / "slurm" / "build-container.sbatch"
 MINIMAL = "Bootstrap: docker\nFrom: debian:12\n\n%post\n    true\n"
 
 
@@ -34,7 +34,7 @@ def definition() -> Definition:
 
 @pytest.fixture(scope="module")
 def pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return tomllib.loads((REPOSITORY / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def script_lines(body: str) -> list[str]:
@@ -129,7 +129,7 @@ def test_base_image_is_the_vllm_image_pinned_in_pyproject(
 def test_files_bring_exactly_the_project_sources(definition: Definition, pyproject: dict) -> None:
     sources = [source for source, _ in definition.files()]
     for source in sources:
-        assert (ROOT / source).exists(), f"%files source {source} is not in the repository"
+        assert (REPOSITORY / source).exists(), f"%files source {source} is not in the repository"
     package = "laerebogen"
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == [f"{package}*"]
     assert sorted(sources) == sorted(["pyproject.toml", pyproject["project"]["readme"], package])
@@ -254,7 +254,7 @@ def make(
     env = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), **(extra or {})}
     return subprocess.run(
         [make_binary, "--no-print-directory", *arguments, "VENV=.venv"],
-        cwd=ROOT,
+        cwd=REPOSITORY,
         env=env,
         capture_output=True,
         text=True,
@@ -314,7 +314,7 @@ def test_build_container_sbatch_builds_then_moves_into_place(tmp_path: Path) -> 
     env = {
         "PATH": f"{stubs}:/usr/bin:/bin",
         "APPTAINER_CALLS": str(calls),
-        "SLURM_SUBMIT_DIR": str(ROOT),
+        "SLURM_SUBMIT_DIR": str(REPOSITORY),
         "SLURM_JOB_ID": "77",
         "TMPDIR": str(tmp_path),
     }

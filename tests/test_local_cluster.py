@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPOSITORY
 from tests.support.slurm_cluster import SlurmCluster
 
-SCRIPT = Path(__file__).resolve().parents[1] / "slurm" / "local-cluster.sh"
+SCRIPT = REPOSITORY / "slurm" / "local-cluster.sh"
 MARKER = "# written by laerebogen slurm/local-cluster.sh"
 
 

@@ -8,12 +8,12 @@ import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPOSITORY
 
 
 def quick_start_commands() -> list[str]:
     """The commands of the Quick start section's sh blocks, in order."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
     assert blocks, "the Quick start section has no sh block"
@@ -25,7 +25,7 @@ def test_quick_start_is_install_dataset_then_test() -> None:
 
 
 def test_ci_runs_the_readme_install_and_test_commands() -> None:
-    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci = (REPOSITORY / ".ci" / "run").read_text(encoding="utf-8")
     commands = [
         line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))
     ]
@@ -46,16 +46,16 @@ def test_layout_exists() -> None:
         "Makefile",
         ".ci/run",
     ):
-        assert (ROOT / name).exists(), name
+        assert (REPOSITORY / name).exists(), name
 
 
 def package_imports() -> dict[str, set[str]]:
     """Each module of the package and the package modules it imports, including imports
     inside functions (``from laerebogen.x import y`` counts ``laerebogen.x.y`` when that is a
     module)."""
-    package = ROOT / "laerebogen"
+    package = REPOSITORY / "laerebogen"
     modules = {
-        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        ".".join(path.relative_to(REPOSITORY).with_suffix("").parts).removesuffix(".__init__"): path
         for path in package.rglob("*.py")
     }
     graph: dict[str, set[str]] = {}
@@ -115,7 +115,7 @@ def test_imports_point_from_the_foundation_up() -> None:
 def importers(name: str) -> set[str]:
     """The package modules that import ``name`` or a module under it, anywhere in them."""
     found = set()
-    for path in (ROOT / "laerebogen").rglob("*.py"):
+    for path in (REPOSITORY / "laerebogen").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
                 [node.module or ""]
@@ -125,7 +125,7 @@ def importers(name: str) -> set[str]:
                 else []
             )
             if any(n == name or n.startswith(name + ".") for n in names):
-                found.add(path.relative_to(ROOT).as_posix())
+                found.add(path.relative_to(REPOSITORY).as_posix())
     return found
 
 
@@ -171,25 +171,26 @@ def file_writes(path: Path) -> set[str]:
 def test_only_the_store_writes_files_of_a_run() -> None:
     unexpected = [
         f"{relative}: {call}"
-        for path in sorted((ROOT / "laerebogen").rglob("*.py"))
-        if not (relative := path.relative_to(ROOT).as_posix()).startswith(WRITERS)
+        for path in sorted((REPOSITORY / "laerebogen").rglob("*.py"))
+        if not (relative := path.relative_to(REPOSITORY).as_posix()).startswith(WRITERS)
         for call in sorted(file_writes(path))
         if (relative, call) not in ALLOWED_WRITES
     ]
     assert not unexpected, unexpected
-    assert file_writes(ROOT / "laerebogen/store/atomic.py")  # the check sees writes
+    assert file_writes(REPOSITORY / "laerebogen/store/atomic.py")  # the check sees writes
 
 
 def test_tests_mirror_the_package_and_share_helpers_only_through_support() -> None:
     """tests/<subpackage>/test_<module>.py tests laerebogen/<subpackage>/<module>.py, and a
     test file imports other test code only from tests/support/."""
-    tests = ROOT / "tests"
+    tests = REPOSITORY / "tests"
     for path in tests.rglob("test_*.py"):
         folder = path.parent.relative_to(tests)
         if folder.parts:  # a subpackage's tests are of its modules
-            module = ROOT / "laerebogen" / folder / f"{path.stem.removeprefix('test_')}.py"
-            assert module.is_file(), f"{path.relative_to(ROOT)} tests no module of the package"
-    for path in [*tests.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+            module = REPOSITORY / "laerebogen" / folder / f"{path.stem.removeprefix('test_')}.py"
+            name = path.relative_to(REPOSITORY)
+            assert module.is_file(), f"{name} tests no module of the package"
+    for path in [*tests.rglob("*.py"), *(REPOSITORY / "benchmarks").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests."):
                 assert node.module.startswith("tests.support."), (path, node.module)

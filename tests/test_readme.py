@@ -26,11 +26,11 @@ from typing import NamedTuple
 import pytest
 
 from tests.support.models import PreparedModels, missing_sources
+from tests.support.paths import REPOSITORY
 
 pytestmark = pytest.mark.timeout(900)
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+README = REPOSITORY / "README.md"
 # What a clone holds and the README's commands use; runs/ is the sandbox's own.
 LINKED = (
     ".venv",
@@ -271,8 +271,8 @@ def sandbox(
     root = base / "clone"
     root.mkdir()
     for name in LINKED:
-        if (ROOT / name).exists():
-            (root / name).symlink_to(ROOT / name)
+        if (REPOSITORY / name).exists():
+            (root / name).symlink_to(REPOSITORY / name)
     # A copy: report and export write into the run, which other tests read.
     shutil.copytree(reference_run, root / "runs" / "local", symlinks=True)
     home = base / "home"

@@ -14,8 +14,8 @@ from laerebogen.commands.seed_report import check_seeds
 from laerebogen.errors import SeedError
 from laerebogen.seeds import load_seeds, packaged_seed_path, seed_examples
 from tests.support.commands import cli
+from tests.support.paths import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = {
     "open_qa", "classification", "extraction", "rewriting", "summarisation", "brainstorming",
     "creative_writing", "math_logic", "code", "grammar_spelling", "table", "society", "history",
@@ -30,7 +30,8 @@ def packaged() -> list:
 
 
 def test_packaged_seeds_are_the_repository_file() -> None:
-    assert packaged_seed_path().read_bytes() == (ROOT / "seeds" / "seed_tasks.jsonl").read_bytes()
+    repository_file = REPOSITORY / "seeds" / "seed_tasks.jsonl"
+    assert packaged_seed_path().read_bytes() == repository_file.read_bytes()
 
 
 def test_packaged_seeds_have_the_promised_size_shape_and_breadth(packaged: list) -> None:
@@ -202,7 +203,7 @@ def test_seeds_check_command(tmp_path: Path) -> None:
 def test_the_wheel_ships_the_seeds(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(REPOSITORY)],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -210,4 +211,4 @@ def test_the_wheel_ships_the_seeds(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("laerebogen/data/seed_tasks.jsonl")
         assert "laerebogen/config/presets/gemma-27b.toml" in archive.namelist()
-    assert shipped == (ROOT / "seeds" / "seed_tasks.jsonl").read_bytes()
+    assert shipped == (REPOSITORY / "seeds" / "seed_tasks.jsonl").read_bytes()

@@ -8,7 +8,6 @@ since what they check is SLURM's and the driver's part.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -27,6 +26,7 @@ from tests.support.commands import sets
 from tests.support.runs import (
     GENERATION_ONLY,
     check_no_record_lost_or_duplicated,
+    hold_journal,
     release_after_first_failure,
     shard_submissions,
     steps_of,
@@ -112,10 +112,7 @@ def test_slurm_retries_a_failed_array_task(
     slurm_cluster: SlurmCluster, tmp_path: Path, recipe_overrides: list[str], canned_engine: None
 ) -> None:
     run, log = tmp_path / "run", tmp_path / "driver.log"
-    journal = run / "generation-01" / "shard-00000.journal"
-    journal.parent.mkdir(parents=True)
-    held = open(journal, "a+b")  # noqa: SIM115 (released by the helper thread)
-    fcntl.flock(held, fcntl.LOCK_EX)
+    held = hold_journal(run, "generation-01", 0)
     releaser = release_after_first_failure(run, "generation-01", held)
     overrides = [*recipe_overrides, *GENERATION_ONLY, "launch.max_retries=1"]
     driver = start_driver(run, overrides, log)

@@ -11,6 +11,7 @@ the local end-to-end run and the SLURM recipe keep the real vLLM.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -78,9 +79,15 @@ class CannedEngine(Engine):
 
 def draw(pattern: str, seed: int) -> str:
     """A string that ``pattern`` matches in full, the same for the same seed."""
-    text = "".join(_items(sre_parse.parse(pattern), random.Random(seed)))
+    text = "".join(_items(_parsed(pattern), random.Random(seed)))
     assert re.fullmatch(pattern, text), (pattern, text)
     return text
+
+
+@functools.cache
+def _parsed(pattern: str) -> sre_parse.SubPattern:
+    """A constraint parsed once: a step sends the same one with every request."""
+    return sre_parse.parse(pattern)
 
 
 def _items(items: sre_parse.SubPattern | list, rng: random.Random) -> list[str]:
