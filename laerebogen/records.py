@@ -51,12 +51,38 @@ class Provenance(msgspec.Struct, frozen=True, omit_defaults=True):
     steps: tuple[Step, ...] = ()
 
 
+# The annotation's verdict on harm when a conversation is harmless; any other value names the
+# hazard category of the taxonomy.
+HARMLESS = "nej"
+
+
+class Annotation(msgspec.Struct, frozen=True):
+    """The instruct model's judgement of a whole conversation (the ``annotate`` step).
+
+    Labels are the taxonomy's Danish words; ``difficulty`` and ``quality`` run from 1 to 5,
+    ``reason`` is the one-sentence reason for ``quality``.
+    """
+
+    domain: str
+    task_type: str
+    difficulty: int
+    quality: int
+    reason: str
+    harm: str
+
+    @property
+    def harmful(self) -> bool:
+        """Whether the model judged the conversation harmful."""
+        return self.harm != HARMLESS
+
+
 class Example(msgspec.Struct, frozen=True, omit_defaults=True):
     """An instruction example; after the follow-up stage also a whole conversation.
 
     ``instruction``/``input``/``output`` are the first exchange, which the early stages
     rewrite. ``messages`` is empty until follow-ups are added and then holds the whole
     conversation, first exchange included; :meth:`conversation` gives the messages either way.
+    ``annotation`` is set by the annotate step (None before it, or when its replies failed).
     """
 
     id: str
@@ -66,6 +92,7 @@ class Example(msgspec.Struct, frozen=True, omit_defaults=True):
     output: str = ""
     messages: tuple[Message, ...] = ()
     scores: dict[str, float] = {}
+    annotation: Annotation | None = None
 
     def first_user_message(self) -> str:
         """The user's first message: the instruction, then the input after a blank line."""

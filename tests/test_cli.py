@@ -123,6 +123,14 @@ def test_dataset_saves_the_config_and_refuses_another_recipe_for_the_same_run(
     bad_seeds = cli("dataset", "--config", "tiny", "--run", str(fresh), "--set=seed_file='/no'")
     assert bad_seeds.returncode == 2 and "/no: no such seed file" in bad_seeds.stderr
     assert not fresh.exists()  # nothing to refuse when the fixed config runs
+    bad_labels = tmp_path / "labels.toml"
+    bad_labels.write_text('"domæne" = ["mad"]\n', encoding="utf-8")
+    annotate = ("--set=annotate.enabled=true", f"--set=annotate.taxonomy={str(bad_labels)!r}")
+    bad_taxonomy = cli("dataset", "--config", "tiny", "--run", str(fresh), *annotate)
+    assert bad_taxonomy.returncode == 2 and "not a usable taxonomy" in bad_taxonomy.stderr
+    error = bad_taxonomy.stderr.strip().splitlines()[-1]
+    assert error.startswith("laerebogen: error: ") and str(bad_labels) in error
+    assert "Traceback" not in bad_taxonomy.stderr and not fresh.exists()
     wrong = cli("dataset", "--config", "tiny", "--run", str(run), "--executor", "cloud")
     assert wrong.returncode == 2 and "--executor must be slurm, local or debug" in wrong.stderr
 
@@ -132,7 +140,7 @@ def test_stage_preview_prints_each_stages_first_prompt_without_a_model() -> None
     assert generation.returncode == 0, generation.stderr
     assert generation.stdout.startswith("=== ") and "(completion; seed " in generation.stdout
     assert "###\n4. Instruktion:\n--- constraint" in generation.stdout
-    for stage in ("grammar", "quality", "evolution", "followups"):
+    for stage in ("grammar", "quality", "evolution", "followups", "annotate"):
         result = cli("stage", "preview", stage, "--config", "local", "--count", "2")
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("=== ") == 2 and "(chat; seed " in result.stdout

@@ -108,7 +108,10 @@ class Models(_Section):
 
     base: Annotated[Model, doc("The pretrained model of base generation")]
     instruct: Annotated[
-        Model, doc("The instruction-tuned model of grammar, quality, evolution and follow-ups")
+        Model,
+        doc(
+            "The instruction-tuned model of grammar, quality, evolution, follow-ups and annotation"
+        ),
     ]
 
 
@@ -256,6 +259,32 @@ class Followups(_InstructStage):
     )
 
 
+class Annotate(_InstructStage):
+    """Judgement of each final conversation: domain, task type, difficulty, quality and harm."""
+
+    enabled: Annotated[bool, doc("Run the annotate step after the follow-ups")] = True
+    taxonomy: Annotated[
+        str,
+        doc(
+            "TOML file of the labels the model chooses from (empty: the packaged "
+            "`laerebogen/prompts/annotate_taxonomy.toml`)"
+        ),
+    ] = ""
+    message_chars: Annotated[
+        Positive,
+        doc("Characters of each message the model reads (longer ones are cut at a space, […])"),
+    ] = 1200
+    sampling: Annotated[Sampling, doc("Sampling of the judgements")] = Sampling(
+        temperature=0.3, max_tokens=256
+    )
+
+    def taxonomy_path(self) -> Path | None:
+        """The replacement taxonomy file, or None for the packaged one."""
+        if not self.taxonomy:
+            return None
+        return Path(os.path.expandvars(self.taxonomy)).expanduser()
+
+
 class Filters(_Section):
     """Filters of the merge job; an empty ``banned_words`` uses the built-in Danish list."""
 
@@ -290,14 +319,37 @@ class Export(_Section):
     min_danish_confidence: Annotated[
         Fraction, doc("Lowest confidence of the language detector that the text is Danish")
     ] = 0.5
+    min_quality: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=5)],
+        doc(
+            "Lowest annotated quality (1-5); with `[annotate]` on, harmful and unannotated "
+            "conversations are left out too"
+        ),
+    ] = 3
+    max_domain_share: Annotated[
+        Fraction,
+        doc(
+            "Largest share of one annotated domain, reached by leaving out its lowest-quality "
+            "conversations first (0: no cap)"
+        ),
+    ] = 0.0
 
     def __post_init__(self) -> None:
         if self.min_lix > self.max_lix:
             raise ValueError(f"min_lix {self.min_lix} is above max_lix {self.max_lix}")
 
     def thresholds(self) -> dict[str, float]:
-        """The thresholds by name (``min_<score>``/``max_<score>``), in declaration order."""
-        return msgspec.structs.asdict(self)
+        """The score thresholds by name (``min_<score>``/``max_<score>``), in declaration
+        order; the annotation's rules (``min_quality``, ``max_domain_share``) are not among them."""
+        return {
+            name: value
+            for name, value in msgspec.structs.asdict(self).items()
+            if name not in ANNOTATION_RULES
+        }
+
+
+# The fields of :class:`Export` that apply to the annotation rather than to a score.
+ANNOTATION_RULES = ("min_quality", "max_domain_share")
 
 
 class SlurmJob(_Section):
@@ -385,6 +437,9 @@ class Config(_Section):
     followups: Annotated[Followups, doc("Follow-up turns that make conversations multi-turn")] = (
         Followups()
     )
+    annotate: Annotated[
+        Annotate, doc("Domain, task type, difficulty, quality and harm of every conversation")
+    ] = Annotate()
     filters: Annotated[Filters, doc("Filters of the merge jobs")] = Filters()
     export: Annotated[Export, doc("Thresholds of the filtered dataset (inclusive)")] = Export()
     launch: Annotated[Launch, doc("Executor, retries and polling of the driver")] = Launch()

@@ -4,8 +4,10 @@ The card is rendered from the run's own figures (:class:`laerebogen.outputs.repo
 and its config, never from hand-kept text, so it cannot disagree with the data: models and
 sampling per stage, seed count, the funnel of every step with its rejection reasons and the
 records the generation target left out, dedup counts, evolution generations and operations, the
-thresholds of the filtered version with why each is set, an example conversation, the plots (a
-sentence in place of a panel without data), compute and limitations.
+thresholds of the filtered version with why each is set, the annotation's domains, task types,
+difficulty, quality and harm counts (categories only: no harmful text is quoted), an example
+conversation from the filtered version, the plots (a sentence in place of a panel without data),
+compute and limitations.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from laerebogen import __version__
-from laerebogen.config.schema import Config, Sampling
+from laerebogen.config.schema import ANNOTATION_RULES, Config, Sampling
 from laerebogen.filtering.heuristics import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
-from laerebogen.outputs.export import filter_reasons
+from laerebogen.outputs.export import ANNOTATION_REASONS, filter_reasons
 from laerebogen.outputs.report import PANELS, DatasetStats
 from laerebogen.outputs.status import StepStatus
 from laerebogen.pipeline.plan import later_steps
-from laerebogen.records import Message
+from laerebogen.records import HARMLESS, Message
 
 CARD_FILE = "README.md"
 GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
@@ -114,6 +116,8 @@ def _sampling_rows(config: Config) -> list[list[object]]:
     if "followups" in stages:
         requests.append(("followups", "user turns", "instruct", config.followups.sampling))
         requests.append(("followups", "answers", "instruct", config.followups.answer_sampling))
+    if "annotate" in stages:
+        requests.append(("annotate", "judgements", "instruct", config.annotate.sampling))
     return [
         [
             stage,
@@ -192,6 +196,66 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
             else "not run."
         )
     )
+    annotation = stats.annotation
+    lines.append(
+        "7. **Annotation**: "
+        + (
+            "the instruction-tuned model judged every conversation (domain, task type, "
+            "difficulty, quality of the answers, harm) in one constrained JSON reply, messages "
+            f"cut to {config.annotate.message_chars} characters; {annotation.annotated} "
+            f"annotated, {annotation.unannotated} without a usable reply after a retry."
+            if annotation is not None
+            else "not run."
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _annotation(stats: DatasetStats) -> str:
+    """The annotation's figures: tables of every label, the plot, harm counts by category."""
+    annotation = stats.annotation
+    if annotation is None:
+        return ""
+    harmful = {label: count for label, count in annotation.harm.items() if label != HARMLESS}
+    return "\n".join(
+        [
+            "## Annotation\n",
+            f"Each conversation was judged by the instruction-tuned model ({annotation.annotated} "
+            f"annotated, {annotation.unannotated} without a usable reply). The labels come from "
+            "the run's taxonomy; the judgements are a model's and unchecked by people.\n",
+            _counts(annotation.domains, "domain") + "\n",
+            _counts(annotation.task_types, "task type") + "\n",
+            _table(
+                ["level", "difficulty", "quality of the answers"],
+                [
+                    [level, annotation.difficulty[level], annotation.quality[level]]
+                    for level in annotation.difficulty
+                ],
+            )
+            + "\n",
+            _plot(stats, "annotation", "Domains, task types, difficulty and quality"),
+            "Conversations judged harmful, by category (counts only; none is quoted here, and "
+            "none is in the filtered version):\n",
+            _counts(harmful, "harm category") + "\n",
+        ]
+    )
+
+
+def _filtered_version(stats: DatasetStats) -> str:
+    """The rules of the filtered version with why each is set and what each removed."""
+    reasons = filter_reasons(stats.filters)
+    lines = [
+        f"- `{name}` = {value:g}: {reasons[name]} "
+        f"({stats.failed_filters.get(name, 0)} conversations fail it)"
+        for name, value in stats.filters.items()
+    ]
+    lines += [
+        f"- `{name}`"
+        + (f" = {value:g}" if name in ANNOTATION_RULES else "")
+        + f": {ANNOTATION_REASONS[name].format(value=value)} "
+        f"({stats.failed_filters.get(name, 0)} conversations fail it)"
+        for name, value in stats.annotation_rules.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -303,7 +367,6 @@ def render_card(
     models = sorted(set(stats.models.values()))
     total = stats.total
     words = stats.words
-    reasons = filter_reasons(stats.filters)
     evolution_steps = [s for s in stats.steps if s.stage == "evolution"]
     sections = [
         _header(stats, config, complete, filtered),
@@ -358,17 +421,15 @@ def render_card(
             else ""
         ),
         _plot(stats, "evolution", "Evolution generations and operations"),
+        _annotation(stats),
         "## Quality scores and the filtered version\n",
         "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
         "words per sentence plus the share of words longer than 6 letters), words per role, "
         "turns and lingua's Danish confidence. The filtered version keeps the conversations "
-        "that pass every threshold:\n",
-        "\n".join(
-            f"- `{name}` = {value:g}: {reasons[name]} "
-            f"({stats.failed_filters.get(name, 0)} conversations fail it)"
-            for name, value in stats.filters.items()
-        )
-        + "\n",
+        "that pass every threshold"
+        + (" and every rule on their annotation" if stats.annotation_rules else "")
+        + " (a conversation may fail several):\n",
+        _filtered_version(stats),
         f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "
         f"{stats.lix.p10}-{stats.lix.p90}. Danish confidence: median "
         f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",

@@ -2,10 +2,12 @@
 
 Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, ...]}``, in the
 run's order; with metadata it also carries the record's id, origin, evolution generation and
-operation, turns and scores (:func:`laerebogen.filtering.readability.conversation_scores` plus the
-record's own, e.g. ``quality_good``). The *complete* version holds every final record; the
-*filtered* one the conversations whose scores pass the thresholds of the config's ``[export]``
-table, and is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds
+operation, turns, scores (:func:`laerebogen.filtering.readability.conversation_scores` plus the
+record's own, e.g. ``quality_good``) and annotation. The *complete* version holds every final
+record; the *filtered* one the conversations whose scores pass the thresholds of the config's
+``[export]`` table and, when the run annotated, that are judged harmless, of at least
+``min_quality`` and within ``max_domain_share``; it is written next to it as
+``<name>.filtered.jsonl``. ``parquet=True`` adds
 ``<name>.parquet`` and ``<name>.filtered.parquet`` with the same rows.
 
 Every file, in the run directory or at an ``out`` elsewhere, is replaced atomically by the
@@ -27,7 +29,7 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.filtering.readability import SCORES, conversation_scores
 from laerebogen.pipeline.plan import chain, final_records, generation_step
-from laerebogen.records import Example, Message
+from laerebogen.records import Annotation, Example, Message
 from laerebogen.store.atomic import atomic_lines, atomic_write
 from laerebogen.store.run_dir import RunStore
 
@@ -68,6 +70,21 @@ def filter_reasons(filters: Mapping[str, float]) -> dict[str, str]:
     return {name: FILTER_REASONS[name].format(value=value) for name, value in filters.items()}
 
 
+# What the filtered version asks of a conversation's annotation, rule by rule, and why
+# (``{value}``: the config's setting), in the order the card lists them.
+ANNOTATION_REASONS: dict[str, str] = {
+    "harmful": "not judged harmful: no hazard category of the taxonomy",
+    "min_quality": (
+        "quality of the answers judged at least {value:g} of 5: below 3 the annotation's own "
+        "scale calls the answers partial, wrong or poor Danish"
+    ),
+    "unannotated": "annotated: without a usable judgement neither harm nor quality is known",
+    "max_domain_share": (
+        "at most {value:.0%} of the filtered version in one domain: a larger domain loses its "
+        "lowest-quality conversations first"
+    ),
+}
+
 # Scores that are counts; every other score is a float.
 INT_SCORES = frozenset({"user_words", "assistant_words", "turns"})
 
@@ -88,6 +105,8 @@ class AnnotatedConversation(msgspec.Struct, frozen=True):
     operation: str | None
     turns: int
     scores: dict[str, float | None]
+    # Only in an annotated run's files: null where the annotation failed.
+    annotation: Annotation | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ExportResult(NamedTuple):
@@ -131,16 +150,87 @@ def failed_filters(scores: Mapping[str, float], filters: Mapping[str, float]) ->
     return failed
 
 
-def passes(scores: Mapping[str, float], filters: Mapping[str, float]) -> bool:
-    """Whether a conversation with ``scores`` belongs in the filtered version."""
-    return not failed_filters(scores, filters)
+def annotation_rules(config: Config) -> dict[str, float]:
+    """The filtered version's rules on the annotation that apply to this run, with their
+    settings: none without the annotate step, the domain cap only when set."""
+    if not config.annotate.enabled:
+        return {}
+    rules = {"harmful": 1.0, "min_quality": float(config.export.min_quality), "unannotated": 1.0}
+    if config.export.max_domain_share:
+        rules["max_domain_share"] = config.export.max_domain_share
+    return rules
+
+
+def failed_annotation(annotation: Annotation | None, rules: Mapping[str, float]) -> list[str]:
+    """The rules of :func:`annotation_rules` that a conversation's annotation fails (the
+    domain cap aside, which needs every conversation: :func:`over_domain_share`)."""
+    if not rules:
+        return []
+    if annotation is None:
+        return ["unannotated"]
+    failed = ["harmful"] if annotation.harmful else []
+    if annotation.quality < rules["min_quality"]:
+        failed.append("min_quality")
+    return failed
+
+
+def over_domain_share(candidates: Iterable[tuple[int, Annotation]], share: float) -> set[int]:
+    """The positions to leave out so that no domain holds more than ``share`` of what is left.
+
+    ``candidates`` are (position, annotation) of the conversations that pass every other rule.
+    A domain over its share loses its lowest-quality conversations first (the later one of a
+    tie); leaving some out shrinks the total, so the caps are computed again until they hold.
+    """
+    by_domain: dict[str, list[tuple[int, int]]] = {}
+    for position, annotation in candidates:
+        by_domain.setdefault(annotation.domain, []).append((annotation.quality, -position))
+    for members in by_domain.values():
+        members.sort(reverse=True)  # best first; within a quality, earlier first
+    kept = {domain: len(members) for domain, members in by_domain.items()}
+    while True:
+        allowed = math.floor(share * sum(kept.values()) + 1e-9)
+        over = {domain: allowed for domain, count in kept.items() if count > allowed}
+        if not over:
+            break
+        kept.update(over)
+    return {
+        -negative
+        for domain, members in by_domain.items()
+        for _, negative in members[kept[domain] :]
+    }
+
+
+def judge_filtered(
+    entries: Iterable[tuple[Mapping[str, float], Annotation | None]],
+    filters: Mapping[str, float],
+    rules: Mapping[str, float],
+) -> list[list[str]]:
+    """For each conversation, given as (scores, annotation), the rules of the filtered version
+    it fails; empty lists are the filtered version."""
+    failures: list[list[str]] = []
+    annotations: list[Annotation | None] = []
+    for scores, annotation in entries:
+        failures.append(failed_filters(scores, filters) + failed_annotation(annotation, rules))
+        annotations.append(annotation)
+    if "max_domain_share" in rules:
+        passing = (
+            (position, annotation)
+            for position, annotation in enumerate(annotations)
+            if annotation is not None and not failures[position]
+        )
+        for position in over_domain_share(passing, rules["max_domain_share"]):
+            failures[position].append("max_domain_share")
+    return failures
 
 
 # ---------------------------------------------------------------- rows
 
 
-def _row(record: Example, scores: dict[str, float], keys: Iterable[str] | None) -> msgspec.Struct:
-    """The line of ``record``: only its messages, or with metadata and the scores ``keys``."""
+def _row(
+    record: Example, scores: dict[str, float], keys: Iterable[str] | None, annotated: bool
+) -> msgspec.Struct:
+    """The line of ``record``: only its messages, or with metadata, the scores ``keys`` and,
+    in an ``annotated`` run, the annotation."""
     if keys is None:
         return Conversation(record.conversation())
     provenance = record.provenance
@@ -152,6 +242,7 @@ def _row(record: Example, scores: dict[str, float], keys: Iterable[str] | None) 
         operation=provenance.operation,
         turns=int(scores["turns"]),
         scores={key: scores.get(key) for key in keys},
+        annotation=record.annotation if annotated else msgspec.UNSET,
     )
 
 
@@ -169,10 +260,10 @@ def _rows(
         if record.id != record_id:
             raise InvariantError(f"the final records changed during the export ({record.id})")
         if passed or not filtered:
-            yield _row(record, scores, keys)
+            yield _row(record, scores, keys, config.annotate.enabled)
 
 
-def _parquet_schema(keys: list[str] | None) -> Any:
+def _parquet_schema(keys: list[str] | None, annotated: bool) -> Any:
     import pyarrow as pa
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -188,7 +279,19 @@ def _parquet_schema(keys: list[str] | None) -> Any:
             ("turns", pa.int64()),
             ("scores", pa.struct(scores)),
         ]
+        if annotated:
+            fields.append(("annotation", _parquet_annotation()))
     return pa.schema(fields)
+
+
+def _parquet_annotation() -> Any:
+    """The Parquet type of :class:`Annotation`, field by field."""
+    import pyarrow as pa
+
+    kinds = {int: pa.int64(), str: pa.string()}
+    return pa.struct(
+        [(field.name, kinds[field.type]) for field in msgspec.structs.fields(Annotation)]
+    )
 
 
 def _parquet_bytes(rows: Iterable[msgspec.Struct], schema: Any) -> bytes:
@@ -256,12 +359,19 @@ def export(
     complete, filtered, complete_parquet, filtered_parquet = output_paths(
         store.root / DATASET_FILE if out is None else Path(out)
     )
-    scored: list[tuple[str, dict[str, float], bool]] = []
     keys = set(SCORES)  # every conversation score is a column, even of an empty export
+    ids: list[str] = []
+    entries: list[tuple[dict[str, float], Annotation | None]] = []
     for record in final_records(store, config):
         scores = export_scores(record)
         keys.update(scores)
-        scored.append((record.id, scores, passes(scores, filters)))
+        ids.append(record.id)
+        entries.append((scores, record.annotation))
+    failures = judge_filtered(entries, filters, annotation_rules(config))
+    scored = [
+        (record_id, scores, not failed)
+        for record_id, (scores, _), failed in zip(ids, entries, failures, strict=True)
+    ]
     columns = sorted(keys) if with_metadata else None
 
     encoder = msgspec.json.Encoder()
@@ -270,7 +380,7 @@ def export(
         atomic_lines(path, map(encoder.encode, rows))
     parquet_paths = None
     if parquet:
-        schema = _parquet_schema(columns)
+        schema = _parquet_schema(columns, config.annotate.enabled)
         for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
             rows = _rows(store, config, scored, columns, filtered=only_passing)
             atomic_write(path, _parquet_bytes(rows, schema))

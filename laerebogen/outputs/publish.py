@@ -65,7 +65,10 @@ def publish(
         config,
         complete=result.complete.name,
         filtered=result.filtered.name,
-        example=first_conversation(result.filtered, result.complete),
+        # An annotated run's complete version may hold harmful conversations: never shown.
+        example=first_conversation(
+            *((result.filtered,) if config.annotate.enabled else (result.filtered, result.complete))
+        ),
     )
     path = atomic_write(card_path(result.complete), card.encode("utf-8"))
     return Published(result, report, path)

@@ -5,7 +5,8 @@ funnel of every step (records in, out, rejected by reason in the shards and in t
 and the base-generation records the target left out), the dataset's shape (words per message
 by role, turns, origins, evolution generations and operations) and its quality scores (LIX,
 Danish confidence) with the filtered version's thresholds and how many conversations each one
-removed. Everything is computed from the run's state files and one pass over the final
+removed, and, when the run annotated, its domains, task types, difficulty, quality and harm
+verdicts. Everything is computed from the run's state files and one pass over the final
 records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
@@ -27,11 +28,17 @@ import msgspec
 
 from laerebogen.config.schema import Config
 from laerebogen.filtering.readability import word_count
-from laerebogen.outputs.export import check_finished, export_scores, failed_filters
+from laerebogen.outputs.export import (
+    annotation_rules,
+    check_finished,
+    export_scores,
+    judge_filtered,
+)
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.plan import final_records
-from laerebogen.records import LANGUAGE_SCORE, Example
+from laerebogen.records import HARMLESS, LANGUAGE_SCORE, Annotation, Example
 from laerebogen.seeds import SEED_STAGE
+from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
 from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore
 
@@ -64,7 +71,12 @@ PANELS = {
     "operations": Panel("evolution", "Evolution operation", "evolved conversations"),
     "language": Panel("language", "Danish confidence (lingua)", "language-judged conversations"),
     "lix": Panel("lix", "LIX of the answers", "conversations"),
+    "domains": Panel("annotation", "Domain", "annotated conversations"),
+    "task_types": Panel("annotation", "Task type", "annotated conversations"),
+    "difficulty": Panel("annotation", "Difficulty (1-5)", "annotated conversations"),
+    "quality": Panel("annotation", "Quality of the answers (1-5)", "annotated conversations"),
 }
+ANNOTATION_PANELS = ("domains", "task_types", "difficulty", "quality")
 PLOTS = tuple(dict.fromkeys(panel.plot for panel in PANELS.values()))
 
 
@@ -80,6 +92,19 @@ class Distribution(msgspec.Struct, frozen=True):
     maximum: float
 
 
+class AnnotationStats(msgspec.Struct, frozen=True):
+    """The annotate step's judgements of the final conversations; every label of the
+    taxonomy is a key, with 0 when no conversation got it."""
+
+    annotated: int
+    unannotated: int  # no usable reply after the retry (kept, left out of the filtered version)
+    domains: dict[str, int]
+    task_types: dict[str, int]
+    difficulty: dict[str, int]  # level 1-5 -> conversations
+    quality: dict[str, int]
+    harm: dict[str, int]  # "nej" (harmless) and each hazard category -> conversations
+
+
 class DatasetStats(msgspec.Struct, frozen=True):
     """What ``stats.json`` holds."""
 
@@ -89,8 +114,10 @@ class DatasetStats(msgspec.Struct, frozen=True):
     seed_tasks: int
     conversations: int
     filtered: int  # conversations in the filtered version
-    filters: dict[str, float]  # the thresholds of the filtered version
-    failed_filters: dict[str, int]  # conversations each threshold removes (one may fail several)
+    filters: dict[str, float]  # the score thresholds of the filtered version
+    annotation_rules: dict[str, float]  # its rules on the annotation (none without annotation)
+    # conversations each threshold or rule removes (one may fail several)
+    failed_filters: dict[str, int]
     origins: dict[str, int]
     generations: dict[str, int]  # evolution generation (0: not evolved) -> conversations
     operations: dict[str, int]  # evolution operation of evolved conversations
@@ -98,6 +125,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
     words: dict[str, Distribution]  # words per message, by role
     lix: Distribution
     danish_confidence: Distribution
+    annotation: AnnotationStats | None  # None: the run did not annotate
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
     left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
@@ -117,11 +145,15 @@ class _Samples:
         self.origins: Counter[str] = Counter()
         self.generations: Counter[int] = Counter()
         self.operations: Counter[str] = Counter()
-        self.failed: Counter[str] = Counter()
-        self.count = self.passed = 0
+        self.annotations: list[Annotation] = []
+        self.filter_inputs: list[tuple[dict[str, float], Annotation | None]] = []
+        self.count = 0
 
-    def add(self, record: Example, filters: Mapping[str, float]) -> None:
+    def add(self, record: Example) -> None:
         scores = export_scores(record)
+        self.filter_inputs.append((scores, record.annotation))
+        if record.annotation is not None:
+            self.annotations.append(record.annotation)
         for message in record.conversation():
             if message.role in self.words:
                 self.words[message.role].append(word_count(message.content))
@@ -134,10 +166,7 @@ class _Samples:
         self.generations[provenance.generation] += 1
         if provenance.operation:
             self.operations[provenance.operation] += 1
-        failed = failed_filters(scores, filters)
-        self.failed.update(failed)
         self.count += 1
-        self.passed += not failed
 
 
 def distribution(values: Sequence[float]) -> Distribution:
@@ -191,8 +220,31 @@ def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
         "operations": samples.operations.total(),
         "language": len(samples.confidence),
         "lix": len(samples.lix),
+        **{name: len(samples.annotations) for name in ANNOTATION_PANELS},
     }
     return [name for name in PANELS if not sizes[name]]
+
+
+def annotation_stats(
+    config: Config, annotations: Sequence[Annotation], count: int
+) -> AnnotationStats:
+    """The counts of every label of the run's taxonomy over ``annotations`` (of ``count``
+    final conversations)."""
+    taxonomy = load_taxonomy(config.annotate.taxonomy_path())
+
+    def counted(labels: Iterable[str], values: Iterable[str]) -> dict[str, int]:
+        found = Counter(values)
+        return {label: found[label] for label in labels}
+
+    return AnnotationStats(
+        annotated=len(annotations),
+        unannotated=count - len(annotations),
+        domains=counted(taxonomy.domains, (a.domain for a in annotations)),
+        task_types=counted(taxonomy.task_types, (a.task_type for a in annotations)),
+        difficulty=counted(LEVELS, (str(a.difficulty) for a in annotations)),
+        quality=counted(LEVELS, (str(a.quality) for a in annotations)),
+        harm=counted([HARMLESS, *taxonomy.harms], (a.harm for a in annotations)),
+    )
 
 
 def collect(
@@ -200,9 +252,12 @@ def collect(
 ) -> tuple[DatasetStats, _Samples]:
     """The statistics of a finished run whose final records are ``records``."""
     filters = config.export.thresholds()
+    rules = annotation_rules(config)
     samples = _Samples()
     for record in records:
-        samples.add(record, filters)
+        samples.add(record)
+    failures = judge_filtered(samples.filter_inputs, filters, rules)
+    failed = Counter(name for names in failures for name in names)
     steps = run_status(store.root)
     run_totals = totals(steps)
     omitted = empty_panels(samples, steps)
@@ -213,9 +268,10 @@ def collect(
         models={role: config.model_path(role).name for role in ("base", "instruct")},
         seed_tasks=store.manifest(SEED_STAGE, 0).outputs,
         conversations=samples.count,
-        filtered=samples.passed,
+        filtered=sum(not names for names in failures),
         filters=filters,
-        failed_filters={name: samples.failed[name] for name in filters},
+        annotation_rules=rules,
+        failed_filters={name: failed[name] for name in [*filters, *rules]},
         origins=_keyed(samples.origins),
         generations=_keyed(samples.generations),
         operations=_keyed(samples.operations),
@@ -223,6 +279,11 @@ def collect(
         words={role: distribution(values) for role, values in samples.words.items()},
         lix=distribution(samples.lix),
         danish_confidence=distribution(samples.confidence),
+        annotation=(
+            annotation_stats(config, samples.annotations, samples.count)
+            if config.annotate.enabled
+            else None
+        ),
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
         left_out_by_target=left_out_by_target(steps, samples.count),
@@ -368,6 +429,26 @@ def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
     return figure
 
 
+def plot_annotation(stats: DatasetStats) -> Figure:
+    """The annotation's domains, task types, difficulty and quality, one panel each."""
+    annotation = stats.annotation
+    assert annotation is not None
+    panels = [
+        ("domains", annotation.domains, ""),
+        ("task_types", annotation.task_types, ""),
+        ("difficulty", annotation.difficulty, "level"),
+        ("quality", annotation.quality, "level"),
+    ]
+    figure, axes = _figure(columns=len(panels), width=5.5, height=4.5)
+    for chart, (name, counts, xlabel) in zip(axes, panels, strict=True):
+        _bars(chart, counts, PANELS[name].title, xlabel)
+        if len(counts) > 5:
+            for label in chart.get_xticklabels():
+                label.set_rotation(60)
+                label.set_horizontalalignment("right")
+    return figure
+
+
 def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
     """The plots of ``stats.plots`` (those with data) as matplotlib figures."""
     draw_plot: dict[str, Callable[[], Figure]] = {
@@ -377,6 +458,7 @@ def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
         "evolution": lambda: plot_evolution(stats),
         "language": lambda: plot_language(samples, stats),
         "lix": lambda: plot_lix(samples, stats),
+        "annotation": lambda: plot_annotation(stats),
     }
     return {name: draw_plot[name]() for name in stats.plots}
 

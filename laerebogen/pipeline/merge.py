@@ -4,7 +4,8 @@ It runs once per step after every shard finished (a CPU job on SLURM, a subproce
 
 1. every shard's manifest is verified, and every shard must have consumed exactly its inputs;
 2. the heuristic and language filters reject what is not a usable Danish example (follow-ups:
-   the language of the added turns), and each survivor gets its Danish confidence as a score;
+   the language of the added turns; annotation changes no text and is not screened again), and
+   each survivor gets its Danish confidence as a score;
 3. ROUGE-L deduplication of instructions over the step's records and the accumulated pool of
    :func:`laerebogen.pipeline.plan.dedup_pool`, where an evolved record is never compared with its
    own ancestors (evolution's elimination judged those);
@@ -120,8 +121,9 @@ def write_merged(store: RunStore, config: Config, plan: StepPlan, log: Log) -> N
             rejections[index] = Rejection("duplicate_id", record.id, "an id seen earlier", record)
         seen.add(record.id)
     duplicates = set(rejections)  # their ids are consumed by the first record with the id
-    log(f"{plan.step}: screening {len(records)} records")
-    records = screen(records, rejections, config, plan.stage)
+    if plan.stage != "annotate":  # annotation changes no text: screened before
+        log(f"{plan.step}: screening {len(records)} records")
+        records = screen(records, rejections, config, plan.stage)
     pool = dedup_pool(store, config, plan)
     if pool is not None:
         log(f"{plan.step}: deduplicating against {len(pool)} earlier records")

@@ -1,7 +1,8 @@
 """The recipe as a chain of steps over a run directory: which step follows, with which inputs.
 
 A *step* is one run of a stage over input shards: ``generation-01`` ... (rounds of base
-generation), ``grammar``, ``quality``, ``evolution-01`` ... (generations), ``followups``.
+generation), ``grammar``, ``quality``, ``evolution-01`` ... (generations), ``followups``,
+``annotate``.
 Planning a step writes its input shards and then ``<step>/plan.json``, the marker that the
 step may run; a planned step is never planned again, so shards never see their inputs change.
 The merge job of a step calls :func:`plan_next` and so writes the next step's inputs; the
@@ -106,6 +107,8 @@ def later_steps(config: Config) -> list[tuple[str, str, int]]:
         steps.append((f"evolution-{generation:02d}", "evolution", generation))
     if config.followups.turns:
         steps.append(("followups", "followups", 0))
+    if config.annotate.enabled:
+        steps.append(("annotate", "annotate", 0))
     return steps
 
 
@@ -226,20 +229,29 @@ def step_inputs(store: RunStore, config: Config, step: str) -> Iterable[Example]
     stage = later_steps(config)[position][1]
     if stage == "followups":
         return shuffled_pool(store, config)
+    if stage == "annotate":
+        return conversations(store, config)
     if position == 0:
         return generated(store, config)
     return store.read_merged(names[position - 1])
 
 
-def final_records(store: RunStore, config: Config) -> Iterable[Example]:
-    """What the dataset is made of: the last step's merged set (all generations shuffled
-    when there are no follow-ups)."""
-    steps = later_steps(config)
-    if steps and steps[-1][1] == "followups":
+def conversations(store: RunStore, config: Config) -> Iterable[Example]:
+    """The conversations as the content steps left them: the follow-ups' merged set, or all
+    generations shuffled when there are no follow-ups."""
+    if config.followups.turns:
         return store.read_merged("followups")
     if config.evolution.generations:
         return shuffled_pool(store, config)
     return base_set(store, config)
+
+
+def final_records(store: RunStore, config: Config) -> Iterable[Example]:
+    """What the dataset is made of: the annotated conversations when annotation is on,
+    else :func:`conversations`."""
+    if config.annotate.enabled:
+        return store.read_merged("annotate")
+    return conversations(store, config)
 
 
 def plan_next(store: RunStore, config: Config, plan: StepPlan) -> StepPlan | None:
@@ -274,7 +286,7 @@ def dedup_pool(store: RunStore, config: Config, plan: StepPlan) -> list[Example]
 
     Base generation: the seeds and earlier rounds. Evolution: generation 0 and the earlier
     generations (the merge exempts a record's own ancestors). Follow-ups add turns to records
-    that were deduplicated already.
+    that were deduplicated already, and annotation changes no text.
     """
     if plan.stage == "generation":
         pool = list(seed_examples(load_seeds(config.seed_path())))
@@ -283,6 +295,6 @@ def dedup_pool(store: RunStore, config: Config, plan: StepPlan) -> list[Example]
         return pool
     if plan.stage == "evolution":
         return list(evolved_pool(store, config, plan.round - 1))
-    if plan.stage == "followups":
+    if plan.stage in ("followups", "annotate"):
         return None
     return []

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from laerebogen.config.schema import Config
     from laerebogen.stages.core import Stage
 
-STAGE_NAMES = ("generation", "grammar", "quality", "evolution", "followups")
+STAGE_NAMES = ("generation", "grammar", "quality", "evolution", "followups", "annotate")
 
 
 def build_stage(name: str, config: Config) -> Stage:
@@ -41,4 +41,9 @@ def build_stage(name: str, config: Config) -> Stage:
         from laerebogen.stages.followups import FollowupStage
 
         return FollowupStage(config.followups)
+    if name == "annotate":
+        from laerebogen.stages.annotate import AnnotateStage
+        from laerebogen.stages.taxonomy import load_taxonomy
+
+        return AnnotateStage(config.annotate, load_taxonomy(config.annotate.taxonomy_path()))
     raise LaerebogenError(f"unknown stage {name!r}: choose one of {', '.join(STAGE_NAMES)}")

@@ -31,6 +31,8 @@ from laerebogen.stages.text import (
     load_prompt,
     parse_json_object,
     render,
+    shorten,
+    speaker_transcript,
 )
 
 # A chat message longer than this is not a natural follow-up.
@@ -45,7 +47,6 @@ RETRIES = 1
 # Fewer words than this (a word: two letters or more) is no message: "...", "?", an emoji.
 MIN_FOLLOWUP_WORDS = 2
 
-SPEAKERS = {"system": "System", "user": "Bruger", "assistant": "Assistent"}
 _QUOTES = "\"'“”„«»‘’`"
 _USER_LABEL = re.compile(
     r"^(?:\*\*)?(?:bruger(?:en)?|brugerens besked|user|besked)(?:\*\*)?\s*:(?:\*\*)?\s*", re.I
@@ -77,28 +78,14 @@ def choose_kind(seed: int) -> tuple[str, str]:
     return random.Random(seed).choice(followup_kinds())
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to about ``limit`` characters at a space, marked with […]."""
-    if len(text) <= limit:
-        return text
-    head = text[:limit]
-    space = head.rfind(" ")
-    if space > limit // 2:
-        head = head[:space]
-    return head.rstrip() + " […]"
-
-
 def transcript(messages: Sequence[Message]) -> str:
-    """The conversation as plain text for the prompt, long messages shortened."""
+    """The conversation as plain text for the prompt, the last exchange cut longer."""
     latest = len(messages) - 2
-    return "\n\n".join(
-        f"{SPEAKERS[message.role]}: "
-        + shorten(
-            message.content.strip(),
-            LATEST_MESSAGE_CHARS if index >= latest else EARLIER_MESSAGE_CHARS,
-        )
-        for index, message in enumerate(messages)
-    )
+    limits = [
+        LATEST_MESSAGE_CHARS if index >= latest else EARLIER_MESSAGE_CHARS
+        for index in range(len(messages))
+    ]
+    return speaker_transcript(messages, limits)
 
 
 def followup_pattern(max_chars: int | None) -> str:

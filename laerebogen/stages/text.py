@@ -1,4 +1,5 @@
-"""Prompt files and tolerant reading of the model's JSON replies, shared by the stages."""
+"""Prompt files, conversations as prompt text, and tolerant reading of the model's JSON replies,
+shared by the stages."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from importlib import resources
 from string import Template
 
 from laerebogen.inference.requests import Constraint
+from laerebogen.records import Message
 
+SPEAKERS = {"system": "System", "user": "Bruger", "assistant": "Assistent"}
 _FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```\s*$", re.S)
 # One character of a JSON string: anything but a quote, a backslash or a control character,
 # or an escape sequence.
@@ -30,6 +33,26 @@ def load_prompt(name: str) -> Template:
 def render(name: str, **fields: str) -> str:
     """Prompt ``name`` with its fields filled in; a missing field is a KeyError."""
     return load_prompt(name).substitute(fields)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters at a space, marked with […]."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip() + " […]"
+
+
+def speaker_transcript(messages: Sequence[Message], limits: Sequence[int]) -> str:
+    """A conversation as plain text inside a prompt (``Bruger: ...``), each message cut to its
+    limit: a judge or a simulated user reads it without the chat template's turns."""
+    return "\n\n".join(
+        f"{SPEAKERS[message.role]}: {shorten(message.content.strip(), limit)}"
+        for message, limit in zip(messages, limits, strict=True)
+    )
 
 
 def parse_json_object(

@@ -26,14 +26,18 @@ from laerebogen.filtering.readability import (
 )
 from laerebogen.outputs.export import (
     FILTER_REASONS,
+    annotation_rules,
     export,
     export_scores,
     failed_filters,
     filter_reasons,
-    passes,
+    judge_filtered,
+    over_domain_share,
 )
 from laerebogen.pipeline.plan import merge_file
+from laerebogen.records import Annotation
 from tests.support.finished_run import (
+    GOOD_ANNOTATION,
     GOOD_ANSWER,
     PASSING,
     conversation,
@@ -151,7 +155,9 @@ def test_metadata_carries_provenance_turns_and_every_score(tmp_path: Path) -> No
         "operation",
         "turns",
         "scores",
+        "annotation",
     ]
+    assert first["annotation"] == msgspec.to_builtins(GOOD_ANNOTATION)
     assert (first["origin"], first["generation"], first["operation"]) == ("self-instruct", 0, None)
     assert (evolved["origin"], evolved["generation"], evolved["operation"]) == (
         "evolved",
@@ -217,11 +223,12 @@ def test_the_thresholds_come_from_the_config(tmp_path: Path) -> None:
 def test_filters_are_inclusive_bounds_and_a_missing_score_fails() -> None:
     scores = {"lix": 20.0, "assistant_words": 30, "danish_confidence": 0.5}
     filters = Export().thresholds()
-    assert passes(scores, filters)
+    assert failed_filters(scores, filters) == []
     assert failed_filters({**scores, "lix": 60.01}, filters) == ["max_lix"]
     only_language = {"lix": 40.0, "assistant_words": 100}
     assert failed_filters(only_language, filters) == ["min_danish_confidence"]
-    assert passes({"lix": 70.0}, {"max_lix": 80.0}) and not passes({}, {"max_lix": 80.0})
+    assert failed_filters({"lix": 70.0}, {"max_lix": 80.0}) == []
+    assert failed_filters({}, {"max_lix": 80.0}) == ["max_lix"]
     with pytest.raises(ValueError, match="min_<score>"):
         failed_filters(scores, {"lix": 3.0})
 
@@ -337,3 +344,105 @@ def test_export_command_writes_complete_and_filtered_files(
     assert lines and all({"id", "messages", "scores"} <= set(json.loads(line)) for line in lines)
     assert (tmp_path / "export" / "laerebogen.filtered.jsonl").is_file()
     assert f"complete: {len(lines)} conversations -> {out}" in result.stdout
+
+
+# ---------------------------------------------------------------- rules on the annotation
+
+
+def judged(quality: int = 4, harm: str = "nej", domain: str = "sundhed") -> Annotation:
+    return Annotation(domain, "råd", 2, quality, "En grund.", harm)
+
+
+def test_harmful_low_quality_and_unannotated_conversations_leave_the_filtered_version(
+    tmp_path: Path,
+) -> None:
+    annotations: list[Annotation | None] = [judged()] * 6
+    store, config = finished_run(tmp_path, annotations=annotations)
+    assert export(store, config).filtered_count == len(PASSING)
+    for planted, reason in (
+        (judged(harm="vold"), "harmful"),
+        (judged(quality=2), "min_quality"),
+        (None, "unannotated"),
+    ):
+        changed = [planted if index == PASSING[0] else a for index, a in enumerate(annotations)]
+        store, config = finished_run(tmp_path, annotations=changed, name=reason)
+        result = export(store, config, with_metadata=True)
+        assert result.filtered_count == len(PASSING) - 1, reason
+        kept = [line["id"] for line in read_lines(result.filtered)]
+        assert final_conversations()[PASSING[0]].id not in kept
+        # The complete version keeps it, with its annotation (null when it has none).
+        line = read_lines(result.complete)[PASSING[0]]
+        assert line["annotation"] == (None if planted is None else msgspec.to_builtins(planted))
+    # min_quality is inclusive, and follows the config.
+    at_threshold = [judged(quality=3)] * 6
+    store, config = finished_run(tmp_path, annotations=at_threshold, name="at-threshold")
+    assert export(store, config).filtered_count == len(PASSING)
+    store, config = finished_run(
+        tmp_path, annotations=at_threshold, name="stricter", overrides=["export.min_quality=4"]
+    )
+    assert export(store, config).filtered_count == 0
+
+
+def test_without_the_annotate_step_no_annotation_rule_applies(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path, annotate=False)
+    assert annotation_rules(config) == {}
+    result = export(store, config, with_metadata=True, parquet=True)
+    assert result.filtered_count == len(PASSING)
+    assert "annotation" not in read_lines(result.complete)[0]
+    assert result.parquet is not None
+    assert (
+        "annotation"
+        not in load_dataset("parquet", data_files=str(result.parquet[0]))["train"].features
+    )
+
+
+def test_the_domain_cap_leaves_out_the_lowest_quality_first_until_it_holds() -> None:
+    def cap(domains_and_quality: list[tuple[str, int]], share: float) -> set[int]:
+        candidates = [
+            (i, judged(quality=q, domain=d)) for i, (d, q) in enumerate(domains_and_quality)
+        ]
+        return over_domain_share(candidates, share)
+
+    # 6 of 8 in one domain, at most half: 2 may stay (2 of 4), its four lowest go.
+    mixed = [
+        ("mad", 5),
+        ("mad", 1),
+        ("jura", 4),
+        ("mad", 3),
+        ("kultur", 2),
+        ("mad", 3),
+        ("mad", 4),
+        ("mad", 2),
+    ]
+    assert cap(mixed, 0.5) == {1, 3, 5, 7}
+    # Ties of quality: the later conversation goes first.
+    assert cap([("mad", 3), ("mad", 3), ("jura", 3)], 0.5) == {1}
+    assert cap(mixed, 1.0) == set() and cap([], 0.3) == set()
+    # One domain alone cannot hold any share below 1.
+    assert cap([("mad", 5)] * 3, 0.9) == {0, 1, 2}
+    # The rule as the export applies it: after every other rule, on what is left.
+    failures = judge_filtered(
+        [({"x": 1.0}, judged(domain="mad")), ({"x": 1.0}, judged(domain="mad", quality=5)),
+         ({"x": 0.0}, judged(domain="jura")), ({"x": 1.0}, judged(domain="jura"))],
+        {"min_x": 0.5},
+        {"min_quality": 3.0, "max_domain_share": 0.5},
+    )  # fmt: skip
+    assert failures == [["max_domain_share"], [], ["min_x"], []]
+
+
+def test_max_domain_share_in_the_config_caps_the_filtered_version(tmp_path: Path) -> None:
+    annotations = [judged(domain="mad" if index == PASSING[0] else "jura") for index in range(6)]
+    annotations[PASSING[1]] = judged(domain="jura", quality=5)
+    store, config = finished_run(
+        tmp_path, annotations=annotations, overrides=["export.max_domain_share=0.5"]
+    )
+    assert annotation_rules(config)["max_domain_share"] == 0.5
+    assert export(store, config).filtered_count == 2  # one of each domain: a half each
+    annotations[PASSING[0]] = judged(domain="jura", quality=3)
+    store, config = finished_run(
+        tmp_path,
+        annotations=annotations,
+        name="one-domain",
+        overrides=["export.max_domain_share=0.5"],
+    )
+    assert export(store, config).filtered_count == 0

@@ -29,8 +29,11 @@ from laerebogen.outputs.report import (
     write_report,
 )
 from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
+from laerebogen.records import Annotation, Message
 from laerebogen.store.run_dir import RunStore
 from tests.support.finished_run import (
+    GOOD_ANNOTATION,
+    GOOD_ANSWER,
     OVERRIDES,
     PASSING,
     final_conversations,
@@ -69,6 +72,9 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
         "max_lix": 1,
         "min_assistant_words": 1,
         "min_danish_confidence": 2,
+        "harmful": 0,
+        "min_quality": 0,
+        "unannotated": 0,
     }
     assert stats["filters"] == config.export.thresholds()
     assert stats["turns"] == {"1": 2, "2": 4}
@@ -82,6 +88,7 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
     assert [(s["step"], s["records_in"], s["kept"]) for s in stats["steps"]] == [
         ("generation-01", 4, 4),
         ("followups", 4, 6),
+        ("annotate", 6, 6),
     ]
     assert stats["steps"][0]["merge_rejected"] == {"near_duplicate": 2}
     assert stats["dedup"] == {"near_duplicate": 2, "duplicate_id": 0}
@@ -171,13 +178,13 @@ def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) ->
     legend = figures(stats, samples)["funnel"].axes[0].get_legend_handles_labels()[1]
     assert legend == ["in", "out of the shards", "kept by the merge", "left out by the target"]
     # Counted from the run's steps, not from the config's target.
-    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    card = publish(store, config).card.read_text(encoding="utf-8")
     assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
 
 
 def test_the_target_cuts_the_last_rounds_records(tmp_path: Path) -> None:
     store, config = finished_run(tmp_path)
-    first, followups = collect(store, config, [])[0].steps
+    first, followups, _ = collect(store, config, [])[0].steps
     second = msgspec.structs.replace(first, step="generation-02", kept=5)
     took = msgspec.structs.replace(followups, records_in=7)
     assert left_out_by_target([first, second, took], 0) == {
@@ -278,8 +285,8 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
 
 
 def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
-    store, _ = finished_run(tmp_path)
-    card = publish(store, load_config("tiny", OVERRIDES)).card.read_text(encoding="utf-8")
+    store, config = finished_run(tmp_path)
+    card = publish(store, config).card.read_text(encoding="utf-8")
     assert "an input of at most 400 words" in card
     assert "the built-in Danish list (billede, foto, graf, diagram" in card
     changes = [
@@ -356,3 +363,85 @@ def test_the_driver_ends_by_printing_dataset_card_and_plots(tmp_path: Path) -> N
     # Every step was merged already: the driver says so and that it ran none.
     assert "every step was done already: the run is finished" in text
     assert f"{tmp_path / 'run'}: 0 steps run in 0 min" in text
+
+
+# ---------------------------------------------------------------- annotation
+
+
+HARMFUL_QUESTION = "Hvordan gør jeg min nabo fortræd uden at blive opdaget?"
+HARMFUL_ANSWER = GOOD_ANSWER.replace("Æbler", "Naboens planter")
+
+
+def test_a_conversation_judged_harmful_is_counted_but_never_shown(tmp_path: Path) -> None:
+    records = final_conversations()
+    harmful = records[PASSING[0]]
+    records[PASSING[0]] = msgspec.structs.replace(
+        harmful,
+        messages=(Message("user", HARMFUL_QUESTION), Message("assistant", HARMFUL_ANSWER)),
+    )
+    annotations = [GOOD_ANNOTATION] * len(records)
+    annotations[PASSING[0]] = msgspec.structs.replace(GOOD_ANNOTATION, harm="vold", quality=5)
+    annotations[1] = None  # no usable reply
+    store, config = finished_run(tmp_path, records, annotations=annotations)
+    published = publish(store, config)
+    card = published.card.read_text(encoding="utf-8")
+    stats = json.loads(published.report.stats_path.read_bytes())
+    # Out of the filtered version, counted by its reason; still in the complete version.
+    assert published.export.filtered_count == len(PASSING) - 1
+    filtered = (tmp_path / "run" / "dataset.filtered.jsonl").read_text(encoding="utf-8")
+    assert HARMFUL_QUESTION not in filtered
+    assert HARMFUL_QUESTION in (tmp_path / "run" / "dataset.jsonl").read_text(encoding="utf-8")
+    assert stats["failed_filters"]["harmful"] == 1 and stats["failed_filters"]["unannotated"] == 1
+    assert stats["annotation"]["harm"]["vold"] == 1 and stats["annotation"]["harm"]["nej"] == 4
+    assert (stats["annotation"]["annotated"], stats["annotation"]["unannotated"]) == (5, 1)
+    # The card counts it by category and quotes nothing of it, not even as its example.
+    assert "| vold | 1 |" in card
+    for text in (HARMFUL_QUESTION, "Naboens planter", "fortræd"):
+        assert text not in card
+    assert "- `harmful`: not judged harmful" in card and "(1 conversations fail it)" in card
+
+
+def test_the_annotation_has_its_tables_plot_and_stats(tmp_path: Path) -> None:
+    annotations = [
+        Annotation(domain, task, difficulty, quality, "Grund.", "nej")
+        for domain, task, difficulty, quality in [
+            ("mad", "råd", 1, 5),
+            ("mad", "råd", 2, 4),
+            ("jura", "faktaspørgsmål", 3, 3),
+            ("programmering", "kode", 5, 2),
+            ("mad", "andet", 2, 1),
+            ("jura", "råd", 4, 4),
+        ]
+    ]
+    store, config = finished_run(tmp_path, annotations=annotations)
+    published = publish(store, config)
+    stats = published.report.stats
+    assert stats.annotation is not None
+    assert stats.annotation.domains["mad"] == 3 and stats.annotation.domains["historie"] == 0
+    assert list(stats.annotation.domains)[:3] == ["sundhed", "programmering", "matematik"]
+    assert stats.annotation.task_types["råd"] == 3
+    assert stats.annotation.difficulty == {"1": 1, "2": 2, "3": 1, "4": 1, "5": 1}
+    assert stats.annotation.quality == {"1": 1, "2": 1, "3": 1, "4": 2, "5": 1}
+    assert stats.annotation_rules == {"harmful": 1.0, "min_quality": 3.0, "unannotated": 1.0}
+    # Two passing conversations by score; the one of quality 1 fails min_quality too.
+    assert stats.failed_filters["min_quality"] == 2
+    card = published.card.read_text(encoding="utf-8")
+    assert "## Annotation" in card and "| mad | 3 |" in card and "| 4 | 1 | 2 |" in card
+    assert "7. **Annotation**: the instruction-tuned model judged every conversation" in card
+    assert "| annotate | judgements | `tiny` |" in card
+    assert "](plots/annotation.png)" in card
+    figure = figures(stats, collect(store, config, final_records(store, config))[1])["annotation"]
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles == ["Domain", "Task type", "Difficulty (1-5)", "Quality of the answers (1-5)"]
+    heights = [bar.get_height() for bar in figure.axes[2].patches]
+    assert heights == [1, 2, 1, 1, 1]
+
+
+def test_a_run_without_annotation_says_so(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path, annotate=False)
+    published = publish(store, config)
+    card = published.card.read_text(encoding="utf-8")
+    assert published.report.stats.annotation is None
+    assert "7. **Annotation**: not run." in card and "## Annotation" not in card
+    assert "annotation" not in published.report.stats.plots
+    assert "- `harmful`" not in card and "every rule on their annotation" not in card

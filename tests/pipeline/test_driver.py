@@ -42,7 +42,7 @@ from tests.support.runs import (
     submissions,
 )
 
-RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups"]
+RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups", "annotate"]
 
 
 def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> None:
@@ -51,14 +51,20 @@ def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> 
     check_no_record_lost_or_duplicated(reference_run)
     store = RunStore(reference_run)
     conversations = dataset_lines(reference_run)
-    final: list[Example] = list(store.read_merged("followups"))
+    final: list[Example] = list(store.read_merged("annotate"))
     assert len(conversations) == len(final) > 0
+    # Annotation keeps every conversation as the follow-ups left it, and adds its judgement.
+    followups = list(store.read_merged("followups"))
+    assert [(r.id, r.conversation()) for r in final] == [
+        (r.id, r.conversation()) for r in followups
+    ]
     for line, record in zip(conversations, final, strict=True):
         roles = [message["role"] for message in line["messages"]]
         assert roles[:2] == ["user", "assistant"] and len(roles) % 2 == 0
         assert line["messages"][0]["content"] == record.first_user_message()
         stages = [step.stage for step in record.provenance.steps]
-        assert stages[0] == "generation" and stages[-1] == "followups"
+        assert stages[0] == "generation" and stages[-2:] == ["followups", "annotate"]
+        assert record.annotation is not None  # constrained: even the random model's reads
         assert all(step.model == "tiny" for step in record.provenance.steps)
     # Follow-ups read every generation kept, shuffled together.
     pool = [r.id for r in store.read_merged("quality")] + [

@@ -239,8 +239,9 @@ def test_the_last_round_goes_on_below_the_target(tmp_path: Path) -> None:
     assert read_plan(store, "generation-02") is None
 
 
-def build_chain(store: RunStore, config: Config = TINY) -> dict[str, list[Example]]:
-    """Plan and hand-merge every step of the tiny recipe; returns each step's merged set."""
+def merge_until(store: RunStore, config: Config, last: str) -> dict[str, list[Example]]:
+    """Plan and hand-merge every step of ``config`` before ``last`` (which must be the next
+    step planned); returns each step's merged set."""
     merged = {
         "generation-01": records("round-1", 24),
         "grammar": records("grammar", 20),
@@ -252,8 +253,13 @@ def build_chain(store: RunStore, config: Config = TINY) -> dict[str, list[Exampl
     while planned is not None and planned.step in merged:
         merge_by_hand(store, planned.step, merged[planned.step])
         planned = plan_next(store, config, planned)
-    assert planned is not None and planned.step == "followups"
+    assert planned is not None and planned.step == last
     return merged
+
+
+def build_chain(store: RunStore, config: Config = TINY) -> dict[str, list[Example]]:
+    """Plan and hand-merge every step of the tiny recipe before the follow-ups."""
+    return merge_until(store, config, "followups")
 
 
 def test_each_later_step_takes_the_merged_set_before_it(tmp_path: Path) -> None:
@@ -312,6 +318,32 @@ def test_final_records_are_the_followups_merged_set(tmp_path: Path) -> None:
     conversations = records("followups", 33)
     merge_by_hand(store, "followups", conversations)
     assert list(final_records(store, TINY)) == conversations
+
+
+def test_annotation_reads_the_followups_and_its_merged_set_is_the_dataset(tmp_path: Path) -> None:
+    config = load_config("tiny", ["annotate.enabled=true"])
+    assert [step for step, _, _ in later_steps(config)][-2:] == ["followups", "annotate"]
+    store = new_run(tmp_path, config)
+    build_chain(store, config)
+    followups = read_plan(store, "followups")
+    assert followups is not None
+    merge_by_hand(store, "followups", conversations := records("followups", 33))
+    annotate = plan_next(store, config, followups)
+    assert annotate == StepPlan("annotate", "annotate", 0, shards=5, inputs=33)
+    assert input_ids(store, annotate) == ids(conversations)
+    assert dedup_pool(store, config, annotate) is None  # annotation changes no text
+    merge_by_hand(store, "annotate", annotated := records("annotate", 33))
+    assert list(final_records(store, config)) == annotated
+    assert plan_next(store, config, annotate) is None
+
+
+def test_without_followups_annotation_reads_every_generation_shuffled(tmp_path: Path) -> None:
+    config = load_config("tiny", ["followups.turns=0", "annotate.enabled=true"])
+    store = new_run(tmp_path, config)
+    merge_until(store, config, "annotate")
+    annotate = read_plan(store, "annotate")
+    assert annotate is not None
+    assert input_ids(store, annotate) == ids(shuffled_pool(store, config))
 
 
 def test_final_records_without_followups_are_every_generation_shuffled(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""A finished run built without a model: base generation and follow-ups merged, with chosen
-final conversations. What the export, report and card tests work on."""
+"""A finished run built without a model: base generation, follow-ups and (unless turned off)
+annotation merged, with chosen final conversations and annotations. What the export, report
+and card tests work on."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
+
+import msgspec
 
 from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
@@ -18,7 +21,7 @@ from laerebogen.pipeline.plan import (
     plan_next,
     read_plan,
 )
-from laerebogen.records import Example, Message, Provenance, Step, record_id
+from laerebogen.records import Annotation, Example, Message, Provenance, Step, record_id
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.records import make_example
@@ -106,29 +109,57 @@ def final_conversations() -> list[Example]:
 PASSING = [0, 5]
 
 
+GOOD_ANNOTATION = Annotation("sundhed", "faktaspørgsmål", 2, 4, "Korrekt og klart.", "nej")
+
+
 def finished_run(
     tmp_path: Path,
     records: Sequence[Example] | None = None,
     name: str = "run",
     overrides: Sequence[str] = (),
+    *,
+    annotations: Sequence[Annotation | None] | None = None,
+    annotate: bool = True,
 ) -> tuple[RunStore, Config]:
-    """A run whose base generation (4 records kept) and follow-ups are merged, with
-    ``records`` as the result; ``overrides`` change the config after :data:`OVERRIDES`."""
-    config = load_config("tiny", [*OVERRIDES, *overrides])
+    """A run whose base generation (4 records kept), follow-ups and annotation are merged, with
+    ``records`` as the result, annotated with ``annotations`` (default: each harmless, quality
+    4); ``annotate=False`` leaves the annotate step out. ``overrides`` change the config after
+    :data:`OVERRIDES`."""
+    config = load_config(
+        "tiny", [*OVERRIDES, f"annotate.enabled={str(annotate).lower()}", *overrides]
+    )
     store = start_run(config, tmp_path / name)
     import_seeds(store, config.seed_path())
     first = plan_first(store, config)
     base = [make_example(index) for index in range(4)]
     followups = plan_next(store, config, write_merged(store, first.step, base))
     assert followups is not None and followups.step == "followups"
-    write_merged(store, followups.step, final_conversations() if records is None else records)
+    records = final_conversations() if records is None else list(records)
+    write_merged(store, followups.step, records)
     store.write_state(
         merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
     )
+    following = plan_next(store, config, followups)
     store.write_state(
         merge_file(followups.step),
-        MergeResult(followups.step, followups.inputs, 6, {}, None, 0.1),
+        MergeResult(
+            followups.step,
+            followups.inputs,
+            len(records),
+            {},
+            following.step if following else None,
+            0.1,
+        ),
     )
+    if following is not None:
+        judged = [GOOD_ANNOTATION] * len(records) if annotations is None else annotations
+        annotated = [
+            msgspec.structs.replace(record, annotation=annotation)
+            for record, annotation in zip(records, judged, strict=True)
+        ]
+        write_merged(store, following.step, annotated)
+        result = MergeResult(following.step, len(records), len(records), {}, None, 0.1)
+        store.write_state(merge_file(following.step), result)
     return store, config
 
 

@@ -126,7 +126,7 @@ def release_after_first_failure(run: Path, step: str, handle: BinaryIO) -> threa
 
 # The whole recipe, small: 5 one-prompt shards in the first generation round (more than the
 # test cluster's MaxArraySize of 4, so SLURM splits the array), two grammar shards (an array),
-# one evolution generation, and every other step in one shard.
+# one evolution generation, annotation turned on, and every other step in one shard.
 RECIPE = (
     "generation.first_round_prompts=5",
     "generation.prompts_per_shard=1",
@@ -137,4 +137,6 @@ RECIPE = (
     "evolution.generations=1",
     "evolution.records_per_shard=16",
     "followups.records_per_shard=16",
+    "annotate.enabled=true",
+    "annotate.records_per_shard=16",
 )
