@@ -211,18 +211,25 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _annotation(stats: DatasetStats) -> str:
+def _annotation(stats: DatasetStats, config: Config) -> str:
     """The annotation's figures: tables of every label, the plot, harm counts by category."""
     annotation = stats.annotation
     if annotation is None:
         return ""
+    pretrained = (
+        " A pretrained model made these judgements (see Limitations): they are noise."
+        if config.models.instruct.chat_template == "transcript"
+        else ""
+    )
     harmful = {label: count for label, count in annotation.harm.items() if label != HARMLESS}
     return "\n".join(
         [
             "## Annotation\n",
             f"Each conversation was judged by the instruction-tuned model ({annotation.annotated} "
             f"annotated, {annotation.unannotated} without a usable reply). The labels come from "
-            "the run's taxonomy; the judgements are a model's and unchecked by people.\n",
+            "the run's taxonomy; the judgements are a model's and unchecked by people."
+            + pretrained
+            + "\n",
             _counts(annotation.domains, "domain") + "\n",
             _counts(annotation.task_types, "task type") + "\n",
             _table(
@@ -331,10 +338,11 @@ def _pretrained_note(config: Config) -> str:
     model = config.model_path("instruct").name
     return (
         f"- The instruction-tuned role was played by `{model}`, a pretrained model given each "
-        "chat as a plain transcript to continue: its answers, corrections, evolved tasks and "
-        "follow-up questions show the recipe's shape (turns, generations, the funnel), not "
-        "instruction following. Data made this way shows how the pipeline works; it is not "
-        "meant for training.\n"
+        "chat as a plain transcript to continue: its answers, corrections, evolved tasks, "
+        "follow-up questions and annotations show the recipe's shape (turns, generations, the "
+        "funnel), not instruction following or judgement; the annotation's domains, quality "
+        "and harm verdicts, and so what the filtered version leaves out by them, are noise. "
+        "Data made this way shows how the pipeline works; it is not meant for training.\n"
     )
 
 
@@ -421,7 +429,7 @@ def render_card(
             else ""
         ),
         _plot(stats, "evolution", "Evolution generations and operations"),
-        _annotation(stats),
+        _annotation(stats, config),
         "## Quality scores and the filtered version\n",
         "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
         "words per sentence plus the share of words longer than 6 letters), words per role, "

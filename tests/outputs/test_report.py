@@ -301,9 +301,14 @@ def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
     assert "an input of at most 250 words" in card
     assert "the run's own list (kamera, tryk på)" in card
     assert "a pretrained model given each chat as a plain transcript" not in card
-    pretrained = load_config("tiny", [*OVERRIDES, "models.instruct.chat_template='transcript'"])
+    assert "they are noise" not in card
+    pretrained = load_config(
+        "tiny",
+        [*OVERRIDES, "models.instruct.chat_template='transcript'", "annotate.enabled=true"],
+    )
     card = publish(store, pretrained).card.read_text(encoding="utf-8")
     assert "The instruction-tuned role was played by `tiny`, a pretrained model" in card
+    assert "A pretrained model made these judgements (see Limitations): they are noise." in card
 
 
 def test_gemma_made_data_carries_the_gemma_terms(tmp_path: Path) -> None:

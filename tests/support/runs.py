@@ -94,6 +94,7 @@ GENERATION_ONLY = (
     "followups.turns=0",
     "grammar.enabled=false",
     "quality.enabled=false",
+    "annotate.enabled=false",
 )
 
 
