@@ -122,6 +122,7 @@ RUN: dict[str, Expect] = {
     ),
     r"\.venv/bin/laerebogen stage preview generation ": Expect(output=("(completion;",)),
     r"\.venv/bin/laerebogen stage preview evolution ": Expect(output=("(chat;",)),
+    r"\.venv/bin/laerebogen stage preview annotate ": Expect(output=('"domæne"', "--- constraint")),
 }
 
 # Regular expressions (matched at the start of a command) of the commands this test cannot run.

@@ -305,7 +305,8 @@ class Filters(_Section):
 
 class Export(_Section):
     """Thresholds of the dataset's filtered version; each bounds a conversation score
-    inclusively (the card says why each is set as it is)."""
+    inclusively (the card says why each is set as it is), and ``min_quality`` and
+    ``max_domain_share`` apply to the annotation when the run annotates."""
 
     min_lix: Annotated[
         float, msgspec.Meta(ge=0.0), doc("Lowest LIX (readability) of the answers")

@@ -145,15 +145,17 @@ class _Samples:
         self.origins: Counter[str] = Counter()
         self.generations: Counter[int] = Counter()
         self.operations: Counter[str] = Counter()
-        self.annotations: list[Annotation] = []
         self.filter_inputs: list[tuple[dict[str, float], Annotation | None]] = []
         self.count = 0
+
+    @property
+    def annotations(self) -> list[Annotation]:
+        """The annotations of the conversations that have one."""
+        return [annotation for _, annotation in self.filter_inputs if annotation is not None]
 
     def add(self, record: Example) -> None:
         scores = export_scores(record)
         self.filter_inputs.append((scores, record.annotation))
-        if record.annotation is not None:
-            self.annotations.append(record.annotation)
         for message in record.conversation():
             if message.role in self.words:
                 self.words[message.role].append(word_count(message.content))
@@ -212,6 +214,7 @@ def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int
 
 def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
     """The panels of :data:`PANELS` with nothing to show."""
+    annotated = len(samples.annotations)
     sizes = {
         "funnel": len(steps),
         "lengths": sum(len(words) for words in samples.words.values()),
@@ -220,7 +223,7 @@ def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
         "operations": samples.operations.total(),
         "language": len(samples.confidence),
         "lix": len(samples.lix),
-        **{name: len(samples.annotations) for name in ANNOTATION_PANELS},
+        **dict.fromkeys(ANNOTATION_PANELS, annotated),
     }
     return [name for name in PANELS if not sizes[name]]
 
@@ -232,9 +235,11 @@ def annotation_stats(
     final conversations)."""
     taxonomy = load_taxonomy(config.annotate.taxonomy_path())
 
-    def counted(labels: Iterable[str], values: Iterable[str]) -> dict[str, int]:
+    def counted(labels: Sequence[str], values: Iterable[str]) -> dict[str, int]:
+        """Every label in the taxonomy's order, then any label the taxonomy no longer has
+        (its file was edited during the run): nothing judged goes uncounted."""
         found = Counter(values)
-        return {label: found[label] for label in labels}
+        return {**{label: found[label] for label in labels}, **found}
 
     return AnnotationStats(
         annotated=len(annotations),
