@@ -447,10 +447,10 @@ def plot_annotation(stats: DatasetStats) -> Figure:
     figure, axes = _figure(columns=len(panels), width=5.5, height=4.5)
     for chart, (name, counts, xlabel) in zip(axes, panels, strict=True):
         _bars(chart, counts, PANELS[name].title, xlabel)
-        if len(counts) > 5:
-            for label in chart.get_xticklabels():
-                label.set_rotation(60)
-                label.set_horizontalalignment("right")
+        labelled = name in ("domains", "task_types")  # long names; levels are digits
+        for label in chart.get_xticklabels():
+            label.set_rotation(60 if labelled else 0)
+            label.set_horizontalalignment("right" if labelled else "center")
     return figure
 
 

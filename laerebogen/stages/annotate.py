@@ -37,12 +37,12 @@ from laerebogen.stages.text import (
 from laerebogen.stages.triples import one_line
 
 RETRIES = 1
-FIELDS: dict[str, type] = {
+FIELDS: dict[str, type | tuple[type, ...]] = {
     "domæne": str,
     "opgavetype": str,
-    "sværhedsgrad": int,
+    "sværhedsgrad": (int, str),
     "begrundelse": str,
-    "kvalitet": int,
+    "kvalitet": (int, str),
     "skadeligt": str,
 }
 _REGEX_SPECIAL = re.compile(r"([.^$*+?{}\[\]\\|()])")
@@ -105,10 +105,12 @@ def _label(value: object, labels: Sequence[str]) -> str | None:
 
 
 def _level(value: object) -> int | None:
-    """``value`` as a level 1-5 (an int, not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or str(value) not in LEVELS:
+    """``value`` as a level 1-5: an int (not a bool) or, from an unconstrained reply, its
+    digit as a string; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
         return None
-    return value
+    text = str(value).strip()
+    return int(text) if text in LEVELS else None
 
 
 def read_annotation(result: Result, taxonomy: Taxonomy) -> Annotation | Failure:

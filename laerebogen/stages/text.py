@@ -56,7 +56,7 @@ def speaker_transcript(messages: Sequence[Message], limits: Sequence[int]) -> st
 
 
 def parse_json_object(
-    text: str, fields: Mapping[str, type]
+    text: str, fields: Mapping[str, type | tuple[type, ...]]
 ) -> tuple[dict[str, object] | None, str]:
     """The JSON object in a reply, checked for ``fields`` and their types.
 

@@ -128,7 +128,8 @@ def test_the_constraint_allows_exactly_the_labels_and_levels() -> None:
         ("Samtalen handler om sundhed.", "stop", "invalid_annotation"),
         (reply(domæne="astrologi"), "stop", "invalid_annotation"),
         (reply(kvalitet=True), "stop", "invalid_annotation"),
-        (reply(kvalitet="4"), "stop", "invalid_annotation"),
+        (reply(kvalitet="fire"), "stop", "invalid_annotation"),
+        (reply(kvalitet=4.0), "stop", "invalid_annotation"),
         (reply(sværhedsgrad=9), "stop", "invalid_annotation"),
         (reply(skadeligt="måske"), "stop", "invalid_annotation"),
     ],
@@ -139,10 +140,11 @@ def test_replies_that_give_no_annotation_say_why(text: str, finish: str, reason:
 
 
 def test_labels_are_read_whatever_their_case_and_spacing() -> None:
-    text = "```json\n" + reply(domæne=" Dansk  Sprog", skadeligt="VOLD") + "\n```"
+    text = "```json\n" + reply(domæne=" Dansk  Sprog", skadeligt="VOLD", kvalitet=" 4") + "\n```"
     found = read_annotation(result(text), TAXONOMY)
     assert isinstance(found, Annotation)
     assert (found.domain, found.harm, found.harmful) == ("dansk sprog", "vold", True)
+    assert found.quality == 4  # a level written as a string, as an unconstrained reply may
 
 
 def scripted(replies: Sequence[str]) -> tuple[list[Request], object]:
