@@ -201,7 +201,9 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
         "7. **Annotation**: "
         + (
             "the instruction-tuned model judged every conversation (domain, task type, "
-            "difficulty, quality of the answers, harm) in one constrained JSON reply, messages "
+            "difficulty, quality of the answers, harm) in one "
+            + ("constrained " if config.annotate.constrained else "")
+            + "JSON reply, messages "
             f"cut to {config.annotate.message_chars} characters; {annotation.annotated} "
             f"annotated, {annotation.unannotated} without a usable reply after a retry."
             if annotation is not None

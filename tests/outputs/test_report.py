@@ -433,6 +433,11 @@ def test_the_annotation_has_its_tables_plot_and_stats(tmp_path: Path) -> None:
     card = published.card.read_text(encoding="utf-8")
     assert "## Annotation" in card and "| mad | 3 |" in card and "| 4 | 1 | 2 |" in card
     assert "7. **Annotation**: the instruction-tuned model judged every conversation" in card
+    assert "harm) in one constrained JSON reply, messages cut to 1200 characters" in card
+    free = msgspec.structs.replace(
+        config, annotate=msgspec.structs.replace(config.annotate, constrained=False)
+    )
+    assert "harm) in one JSON reply" in publish(store, free).card.read_text(encoding="utf-8")
     assert "| annotate | judgements | `tiny` |" in card
     assert "](plots/annotation.png)" in card
     figure = figures(stats, collect(store, config, final_records(store, config))[1])["annotation"]
