@@ -36,7 +36,7 @@ from laerebogen.outputs.export import (
 )
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.plan import final_records
-from laerebogen.records import HARMLESS, LANGUAGE_SCORE, Annotation, Example
+from laerebogen.records import LANGUAGE_SCORE, Annotation, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
 from laerebogen.store.atomic import atomic_write
@@ -248,7 +248,7 @@ def annotation_stats(
         task_types=counted(taxonomy.task_types, (a.task_type for a in annotations)),
         difficulty=counted(LEVELS, (str(a.difficulty) for a in annotations)),
         quality=counted(LEVELS, (str(a.quality) for a in annotations)),
-        harm=counted([HARMLESS, *taxonomy.harms], (a.harm for a in annotations)),
+        harm=counted(taxonomy.verdicts, (a.harm for a in annotations)),
     )
 
 

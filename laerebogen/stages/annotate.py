@@ -23,7 +23,7 @@ import msgspec
 from laerebogen.config.schema import Annotate
 from laerebogen.errors import ConfigError
 from laerebogen.inference.requests import ChatRequest, Constraint, Request, Result
-from laerebogen.records import HARMLESS, Annotation, Example, Message, Rejection
+from laerebogen.records import Annotation, Example, Message, Rejection
 from laerebogen.stages.answers import unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.taxonomy import LEVELS, Taxonomy
@@ -71,7 +71,7 @@ def annotation_regex(taxonomy: Taxonomy, reason_chars: int | None) -> str:
             ("sværhedsgrad", level),
             ("begrundelse", json_string(reason_chars, 1)),
             ("kvalitet", level),
-            ("skadeligt", _choice([HARMLESS, *taxonomy.harms])),
+            ("skadeligt", _choice(taxonomy.verdicts)),
         ]
     )
 
@@ -86,7 +86,7 @@ def reason_bound(taxonomy: Taxonomy, max_tokens: int) -> int:
         "sværhedsgrad": 5,
         "begrundelse": "",
         "kvalitet": 5,
-        "skadeligt": max([HARMLESS, *taxonomy.harms], key=len),
+        "skadeligt": max(taxonomy.verdicts, key=len),
     }
     skeleton = len(json.dumps(longest, ensure_ascii=False, separators=(",", ":")).encode())
     room = (max_tokens - skeleton) // 2
@@ -122,7 +122,7 @@ def read_annotation(result: Result, taxonomy: Taxonomy) -> Annotation | Failure:
         return Failure("invalid_annotation", f"not the JSON object asked for: {problem}")
     domain = _label(reply["domæne"], taxonomy.domains)
     task_type = _label(reply["opgavetype"], taxonomy.task_types)
-    harm = _label(reply["skadeligt"], [HARMLESS, *taxonomy.harms])
+    harm = _label(reply["skadeligt"], taxonomy.verdicts)
     difficulty, quality = _level(reply["sværhedsgrad"]), _level(reply["kvalitet"])
     for key, value in (
         ("domæne", domain),

@@ -33,6 +33,11 @@ class Taxonomy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     difficulty: dict[str, str] = msgspec.field(name="sværhedsgrad")
     quality: dict[str, str] = msgspec.field(name="kvalitet")
 
+    @property
+    def verdicts(self) -> list[str]:
+        """Every answer ``skadeligt`` may have: harmless first, then each hazard."""
+        return [HARMLESS, *self.harms]
+
 
 def packaged_taxonomy_path() -> Path:
     """The taxonomy that ships with the package."""
