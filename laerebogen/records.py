@@ -76,13 +76,41 @@ class Annotation(msgspec.Struct, frozen=True):
         return self.harm != HARMLESS
 
 
+# How a code block's run ended (``not_checked``: a language the sandbox does not run); the
+# first four are failures, which leave a conversation out of the filtered version.
+CodeOutcome = Literal[
+    "syntax_error", "exception", "timeout", "resource_limit", "ok", "not_verifiable", "not_checked"
+]
+CODE_FAILURES: tuple[CodeOutcome, ...] = ("syntax_error", "exception", "timeout", "resource_limit")
+
+
+class BlockCheck(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The code_check step's result for one code block of an assistant message.
+
+    ``message`` is the message's index in the conversation, ``block`` the block's among the
+    message's blocks; ``detail`` names the exception type, the limit or what the code needs.
+    """
+
+    message: int
+    block: int
+    language: str
+    outcome: CodeOutcome
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether the block ran and failed (what the filtered version leaves out)."""
+        return self.outcome in CODE_FAILURES
+
+
 class Example(msgspec.Struct, frozen=True, omit_defaults=True):
     """An instruction example; after the follow-up stage also a whole conversation.
 
     ``instruction``/``input``/``output`` are the first exchange, which the early stages
     rewrite. ``messages`` is empty until follow-ups are added and then holds the whole
     conversation, first exchange included; :meth:`conversation` gives the messages either way.
-    ``annotation`` is set by the annotate step (None before it, or when its replies failed).
+    ``annotation`` is set by the annotate step (None before it, or when its replies failed);
+    ``code_check`` by the code_check step (None before it; empty when there is no code).
     """
 
     id: str
@@ -93,6 +121,7 @@ class Example(msgspec.Struct, frozen=True, omit_defaults=True):
     messages: tuple[Message, ...] = ()
     scores: dict[str, float] = {}
     annotation: Annotation | None = None
+    code_check: tuple[BlockCheck, ...] | None = None
 
     def first_user_message(self) -> str:
         """The user's first message: the instruction, then the input after a blank line."""

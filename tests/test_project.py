@@ -74,7 +74,7 @@ def package_imports() -> dict[str, set[str]]:
 # layer or of layers below it (README, "Layout").
 LAYERS = (
     ("laerebogen", "errors", "records", "chunking", "hashing", "log", "seeds", "config"),
-    ("store", "filtering", "models"),
+    ("store", "filtering", "models", "codecheck"),
     ("inference",),
     ("stages",),
     ("launch",),
@@ -146,6 +146,9 @@ ALLOWED_WRITES = {
     ("laerebogen/commands/doctor.py", "mkdir"): "doctor's check that the run dir is writable",
     ("laerebogen/outputs/report.py", "unlink"): "a stale plot of an earlier report",
     ("laerebogen/cli.py", "open"): "/dev/null as stdout once its reader went away",
+    ("laerebogen/codecheck/harness.py", "fdopen"): "the result pipe to the sandbox's parent",
+    ("laerebogen/codecheck/harness.py", "open"): "/dev/null as the checked code's stdio",
+    ("laerebogen/codecheck/sandbox.py", "fdopen"): "the job pipe to the sandboxed process",
 }
 
 

@@ -49,7 +49,8 @@ def run_dataset(
     store = RunStore(run_dir)
     refuse_another_recipe(store, config)
     seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
-    roles = [build_stage(stage, config).role for stage in stages_to_run(store, config)]
+    stages = [build_stage(stage, config, run_dir) for stage in stages_to_run(store, config)]
+    roles = [stage.role for stage in stages if stage.role is not None]
     launcher = make_launcher(name, config, run_dir, job_runner(name))
     launcher.check()
     ensure_models(map(config.model_path, roles), progress=lambda line: out.write(line + "\n"))

@@ -285,6 +285,28 @@ class Annotate(_InstructStage):
         return Path(os.path.expandvars(self.taxonomy)).expanduser()
 
 
+class CodeCheck(_Section):
+    """Execution of the Python and SQL blocks of the answers in a sandbox (a CPU step)."""
+
+    enabled: Annotated[
+        bool, doc("Run the code_check step after the follow-ups (no model, CPU only)")
+    ] = True
+    timeout_seconds: Annotated[
+        float, msgspec.Meta(gt=0.0), doc("Wall-clock seconds one block may run")
+    ] = 5.0
+    cpu_seconds: Annotated[Positive, doc("CPU seconds of one message's process")] = 5
+    memory_mb: Annotated[Positive, doc("Address space of one message's process (MiB)")] = 1024
+    file_size_mb: Annotated[Positive, doc("Largest file the code may write (MiB)")] = 16
+    open_files: Annotated[Positive, doc("Open files of one message's process")] = 64
+    processes: Annotated[
+        Positive, doc("Processes of the sandbox's user (a fork bomb stops here)")
+    ] = 64
+    workers: Annotated[
+        NonNegative, doc("Messages checked at once in a shard (0: one per CPU the shard may use)")
+    ] = 0
+    records_per_shard: Annotated[Positive, doc("Records per shard (one array task)")] = 5000
+
+
 class Filters(_Section):
     """Filters of the merge job; an empty ``banned_words`` uses the built-in Danish list."""
 
@@ -441,6 +463,9 @@ class Config(_Section):
     annotate: Annotated[
         Annotate, doc("Domain, task type, difficulty, quality and harm of every conversation")
     ] = Annotate()
+    code_check: Annotated[
+        CodeCheck, doc("Sandboxed execution of the code blocks in the answers")
+    ] = CodeCheck()
     filters: Annotated[Filters, doc("Filters of the merge jobs")] = Filters()
     export: Annotated[Export, doc("Thresholds of the filtered dataset (inclusive)")] = Export()
     launch: Annotated[Launch, doc("Executor, retries and polling of the driver")] = Launch()

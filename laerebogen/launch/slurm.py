@@ -180,42 +180,42 @@ class SlurmLauncher(Launcher):
     def check(self) -> None:
         check_slurm_accepts(self.config)
 
-    def _executor(self, step: str, merge: bool) -> object:
+    def _executor(self, step: str, kind: str) -> object:
         import submitit
 
         folder = self.run_dir / "logs" / step
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_python=self.python)
-        job = self.config.slurm.cpu_job if merge else self.config.slurm.gpu_job
-        name = f"lb-{step}-merge" if merge else f"lb-{step}"
+        job = self.config.slurm.cpu_job if kind != "shard" else self.config.slurm.gpu_job
+        name = f"lb-{step}" if kind != "merge" else f"lb-{step}-merge"
         executor.update_parameters(**slurm_parameters(self.config, job, name))
         return executor
 
     def submit(self, tasks: Sequence[Task], session: str) -> list[Submission]:
         submissions = []
         for step in dict.fromkeys(task.step for task in tasks):
-            for merge in (False, True):
-                group = [t for t in tasks if t.step == step and (t.index == MERGE) == merge]
+            for kind in ("shard", "cpu shard", "merge"):
+                group = [t for t in tasks if t.step == step and _kind(t) == kind]
                 if group:
-                    submissions += self._submit_arrays(step, merge, group, session)
+                    submissions += self._submit_arrays(step, kind, group, session)
         self.known.update((submission.job_id, submission) for submission in submissions)
         return submissions
 
     def _submit_arrays(
-        self, step: str, merge: bool, tasks: Sequence[Task], session: str
+        self, step: str, kind: str, tasks: Sequence[Task], session: str
     ) -> list[Submission]:
         from submitit.core.utils import FailedJobError
 
-        executor = self._executor(step, merge)
+        executor = self._executor(step, kind)
         submissions = []
         for window in windows(tasks, self.window):
             try:
                 with executor.batch():  # type: ignore[attr-defined]
                     jobs = [executor.submit(CheckpointableTask(self.run, task)) for task in window]  # type: ignore[attr-defined]
             except FailedJobError as error:  # sbatch refused: its message is what to fix
-                kind = "cpu_job" if merge else "gpu_job"
+                resources = "gpu_job" if kind == "shard" else "cpu_job"
                 raise LaerebogenError(
-                    f"SLURM refused the {step} {'merge' if merge else 'shard'} jobs "
-                    f"([slurm] {kind}): {slurm_errors(str(error))}"
+                    f"SLURM refused the {step} {kind} jobs ([slurm] {resources}): "
+                    f"{slurm_errors(str(error))}"
                 ) from None
             submissions += [
                 task.submitted(job.job_id, str(job.paths.stderr), session)
@@ -254,6 +254,14 @@ class SlurmLauncher(Launcher):
             f"left {len(left)} SLURM job(s) queued or running, which the rerun adopts "
             f"(scancel them to stop them): {', '.join(left)}"
         )
+
+
+def _kind(task: Task) -> str:
+    """Which array a task goes in: model shards (``gpu_job``), CPU shards and merges
+    (``cpu_job``; a merge's array has its own name)."""
+    if task.index == MERGE:
+        return "merge"
+    return "cpu shard" if task.cpu else "shard"
 
 
 def _run_quietly(command: list[str]) -> str:

@@ -20,12 +20,14 @@ MERGE = -1  # the index of a step's merge job among its shards
 
 
 class Task(msgspec.Struct, frozen=True):
-    """One job to run: shard ``index`` of ``step`` (or its merge, index ``MERGE``)."""
+    """One job to run: shard ``index`` of ``step`` (or its merge, index ``MERGE``); ``cpu``:
+    it needs no GPU (a merge, a step without a model), so it gets the CPU job's resources."""
 
     run_dir: str
     step: str
     index: int
     attempt: int
+    cpu: bool = False
 
     @property
     def label(self) -> str:

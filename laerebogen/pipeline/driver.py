@@ -32,6 +32,7 @@ from laerebogen.pipeline.plan import (
     read_plan,
 )
 from laerebogen.seeds import SEED_STAGE, SeedTask, load_seeds, seed_examples
+from laerebogen.stages import CPU_STAGES
 from laerebogen.store.run_dir import RunStore
 
 LOG_TAIL_LINES = 3
@@ -180,8 +181,10 @@ class Driver:
             submit = waiting[: self.launcher.free_slots()]
             if submit:
                 attempts = {s.index: s.attempt for s in jobs.submissions}
+                cpu = plan.stage in CPU_STAGES
+                root, attempt = str(self.store.root), attempts.get
                 tasks = [
-                    Task(str(self.store.root), plan.step, index, attempts.get(index, -1) + 1)
+                    Task(root, plan.step, index, attempt(index, -1) + 1, cpu=cpu or index == MERGE)
                     for index in submit
                 ]
                 jobs.submissions.extend(self.launcher.submit(tasks, self.session))

@@ -29,6 +29,7 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError
 from laerebogen.log import Log, stderr_line
 from laerebogen.pipeline.plan import (
+    JUDGING_STAGES,
     MergeResult,
     StepPlan,
     dedup_pool,
@@ -121,7 +122,7 @@ def write_merged(store: RunStore, config: Config, plan: StepPlan, log: Log) -> N
             rejections[index] = Rejection("duplicate_id", record.id, "an id seen earlier", record)
         seen.add(record.id)
     duplicates = set(rejections)  # their ids are consumed by the first record with the id
-    if plan.stage != "annotate":  # annotation changes no text: screened before
+    if plan.stage not in JUDGING_STAGES:  # they change no text: screened before
         log(f"{plan.step}: screening {len(records)} records")
         records = screen(records, rejections, config, plan.stage)
     pool = dedup_pool(store, config, plan)

@@ -2,7 +2,7 @@
 
 A *step* is one run of a stage over input shards: ``generation-01`` ... (rounds of base
 generation), ``grammar``, ``quality``, ``evolution-01`` ... (generations), ``followups``,
-``annotate``.
+``code_check``, ``annotate``.
 Planning a step writes its input shards and then ``<step>/plan.json``, the marker that the
 step may run; a planned step is never planned again, so shards never see their inputs change.
 The merge job of a step calls :func:`plan_next` and so writes the next step's inputs; the
@@ -30,6 +30,9 @@ from laerebogen.store.run_dir import RunStore
 ROUND_MARGIN = 1.1
 # A later round never plans more than this many times the first round's prompts.
 MAX_ROUND_GROWTH = 4
+# Stages that judge the finished conversations and change no text: each takes the previous
+# one's records, and their merges neither screen nor deduplicate again.
+JUDGING_STAGES = ("code_check", "annotate")
 
 
 class StepPlan(msgspec.Struct, frozen=True):
@@ -107,9 +110,16 @@ def later_steps(config: Config) -> list[tuple[str, str, int]]:
         steps.append((f"evolution-{generation:02d}", "evolution", generation))
     if config.followups.turns:
         steps.append(("followups", "followups", 0))
+    if config.code_check.enabled:
+        steps.append(("code_check", "code_check", 0))
     if config.annotate.enabled:
         steps.append(("annotate", "annotate", 0))
     return steps
+
+
+def judging_steps(config: Config) -> list[str]:
+    """The enabled steps of :data:`JUDGING_STAGES`, in order."""
+    return [step for step, stage, _ in later_steps(config) if stage in JUDGING_STAGES]
 
 
 def stages_to_run(store: RunStore, config: Config) -> list[str]:
@@ -229,8 +239,10 @@ def step_inputs(store: RunStore, config: Config, step: str) -> Iterable[Example]
     stage = later_steps(config)[position][1]
     if stage == "followups":
         return shuffled_pool(store, config)
-    if stage == "annotate":
-        return conversations(store, config)
+    if stage in JUDGING_STAGES:
+        judging = judging_steps(config)
+        before = judging.index(step)
+        return store.read_merged(judging[before - 1]) if before else conversations(store, config)
     if position == 0:
         return generated(store, config)
     return store.read_merged(names[position - 1])
@@ -247,10 +259,11 @@ def conversations(store: RunStore, config: Config) -> Iterable[Example]:
 
 
 def final_records(store: RunStore, config: Config) -> Iterable[Example]:
-    """What the dataset is made of: the annotated conversations when annotation is on,
-    else :func:`conversations`."""
-    if config.annotate.enabled:
-        return store.read_merged("annotate")
+    """What the dataset is made of: the conversations after the last judging step (code
+    check, annotation), else :func:`conversations`."""
+    judging = judging_steps(config)
+    if judging:
+        return store.read_merged(judging[-1])
     return conversations(store, config)
 
 
@@ -286,7 +299,7 @@ def dedup_pool(store: RunStore, config: Config, plan: StepPlan) -> list[Example]
 
     Base generation: the seeds and earlier rounds. Evolution: generation 0 and the earlier
     generations (the merge exempts a record's own ancestors). Follow-ups add turns to records
-    that were deduplicated already, and annotation changes no text.
+    that were deduplicated already, and the judging steps change no text.
     """
     if plan.stage == "generation":
         pool = list(seed_examples(load_seeds(config.seed_path())))
@@ -295,6 +308,6 @@ def dedup_pool(store: RunStore, config: Config, plan: StepPlan) -> list[Example]
         return pool
     if plan.stage == "evolution":
         return list(evolved_pool(store, config, plan.round - 1))
-    if plan.stage in ("followups", "annotate"):
+    if plan.stage == "followups" or plan.stage in JUDGING_STAGES:
         return None
     return []

@@ -13,21 +13,21 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import msgspec
 
 from laerebogen.chunking import chunked
+from laerebogen.config.schema import Config
 from laerebogen.errors import StoreError
 from laerebogen.inference.cache import EngineCache
 from laerebogen.log import Log, stderr_line
 from laerebogen.pipeline.plan import read_plan
+from laerebogen.records import Example
 from laerebogen.stages import build_stage
-from laerebogen.stages.core import Context, drive
+from laerebogen.stages.core import Context, CpuStage, Outcome, Stage, drive
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import run_config
 from laerebogen.store.shards import LiveProgress, ShardManifest, ShardWriter
-
-if TYPE_CHECKING:
-    pass
 
 LIVE_REPORT_SECONDS = 2.0
 
@@ -68,7 +68,7 @@ def run_shard(
         raise StoreError(f"{run_dir}: step {step!r} is not planned (no {step}/plan.json)")
     if not 0 <= index < plan.shards:
         raise StoreError(f"{step} has shards 0-{plan.shards - 1}, not {index}")
-    stage = build_stage(plan.stage, config)
+    stage = build_stage(plan.stage, config, run_dir)
     inputs = list(store.read_inputs(step, index))
     own = EngineCache() if engines is None else engines
     try:
@@ -77,38 +77,15 @@ def run_shard(
             if writer.chunks:
                 log(f"{step} shard {index}: resuming after {writer.chunks} committed chunks")
             if pending:
-                loading = time.monotonic()
-                writer.report(LiveProgress("loading model"))
-                engine = own.get(config, stage.role)
-                writer.started(time.monotonic() - loading)
-                writer.report(LiveProgress("generating"))
-                generate = partial(engine.generate, answered=LiveReports(writer))
                 context = Context(
-                    run_seed=config.seed,
-                    round=plan.round,
-                    shard=index,
-                    attempt=attempt,
-                    model=engine.name,
+                    run_seed=config.seed, round=plan.round, shard=index, attempt=attempt
                 )
-                size = config.engine.chunk_size
-                done, records, tokens, start = len(inputs) - len(pending), 0, 0, time.monotonic()
-                for chunk in chunked(pending, size):
-                    outcomes, funnel = drive(stage, chunk, context, generate)
-                    writer.write_chunk(
-                        [record for outcome in outcomes for record in outcome.records],
-                        [rejection for outcome in outcomes for rejection in outcome.rejections],
-                        [record.id for record in chunk],
-                        prompt_tokens=funnel.prompt_tokens,
-                        completion_tokens=funnel.completion_tokens,
-                    )
-                    writer.report(LiveProgress("generating"))  # its answers are committed now
-                    done, records = done + len(chunk), records + funnel.records
-                    tokens += funnel.completion_tokens
-                    rate = tokens / max(time.monotonic() - start, 1e-9)
-                    log(
-                        f"{step} shard {index}: {done}/{len(inputs)} inputs, {records} records, "
-                        f"{rate:.0f} tokens/s"
-                    )
+                work = ShardWork(writer, config, context, f"{step} shard {index}", log)
+                work.done, work.total = len(inputs) - len(pending), len(inputs)
+                if isinstance(stage, CpuStage):
+                    work.run_cpu_stage(stage, pending)
+                else:
+                    work.run_model_stage(stage, pending, own)
             manifest = writer.finish()
     finally:
         if engines is None:
@@ -118,3 +95,64 @@ def run_shard(
         f"records, {manifest.rejected_total} rejections"
     )
     return manifest
+
+
+class ShardWork:
+    """A shard's pending inputs run chunk by chunk, each committed through the store before
+    the next starts, with a log line after each."""
+
+    def __init__(
+        self, writer: ShardWriter, config: Config, context: Context, label: str, log: Log
+    ) -> None:
+        self.writer, self.config, self.context, self.label, self.log = (
+            writer, config, context, label, log,
+        )  # fmt: skip
+        self.done = self.total = self.records = self.tokens = 0
+        self.start = time.monotonic()
+
+    def run_model_stage(self, stage: Stage, pending: list[Example], engines: EngineCache) -> None:
+        """Load the stage's model, then drive the stage over ``pending``."""
+        loading = time.monotonic()
+        self.writer.report(LiveProgress("loading model"))
+        engine = engines.get(self.config, stage.role)
+        self.writer.started(time.monotonic() - loading)
+        self.writer.report(LiveProgress("generating"))
+        generate = partial(engine.generate, answered=LiveReports(self.writer))
+        context = msgspec.structs.replace(self.context, model=engine.name)
+        for chunk in chunked(pending, self.config.engine.chunk_size):
+            outcomes, funnel = drive(stage, chunk, context, generate)
+            self.commit(chunk, outcomes, funnel.prompt_tokens, funnel.completion_tokens)
+            self.writer.report(LiveProgress("generating"))  # its answers are committed now
+
+    def run_cpu_stage(self, stage: CpuStage, pending: list[Example]) -> None:
+        """Run a stage that needs no model over ``pending``."""
+        self.writer.started(0.0)
+        for chunk in chunked(pending, self.config.engine.chunk_size):
+            self.writer.report(LiveProgress("running", self.done, self.total))
+            self.commit(chunk, stage.process_chunk(chunk, self.context))
+
+    def commit(
+        self,
+        chunk: list[Example],
+        outcomes: list[Outcome],
+        prompt_tokens: int = 0,
+        completion_tokens: int | None = None,
+    ) -> None:
+        """Write a chunk's records and rejections, consuming its inputs; log the progress
+        (tokens/s, or records/s for a stage without a model: ``completion_tokens`` None)."""
+        records = [record for outcome in outcomes for record in outcome.records]
+        self.writer.write_chunk(
+            records,
+            [rejection for outcome in outcomes for rejection in outcome.rejections],
+            [record.id for record in chunk],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens or 0,
+        )
+        self.done, self.records = self.done + len(chunk), self.records + len(records)
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        if completion_tokens is None:
+            rate = f"{self.done / elapsed:.1f} records/s"
+        else:
+            self.tokens += completion_tokens
+            rate = f"{self.tokens / elapsed:.0f} tokens/s"
+        self.log(f"{self.label}: {self.done}/{self.total} inputs, {self.records} records, {rate}")

@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING
 from laerebogen.errors import LaerebogenError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from laerebogen.config.schema import Config
-    from laerebogen.stages.core import Stage
+    from laerebogen.stages.core import CpuStage, Stage
 
-STAGE_NAMES = ("generation", "grammar", "quality", "evolution", "followups", "annotate")
+STAGE_NAMES = (
+    "generation", "grammar", "quality", "evolution", "followups", "code_check", "annotate",
+)  # fmt: skip
+# Stages that run no model: their shards need CPUs only.
+CPU_STAGES = ("code_check",)
 
 
-def build_stage(name: str, config: Config) -> Stage:
-    """The stage ``name`` with its settings from ``config``."""
+def build_stage(name: str, config: Config, run_dir: Path | None = None) -> Stage | CpuStage:
+    """The stage ``name`` with its settings from ``config``; ``run_dir`` is what the
+    code_check stage hides from the code it runs."""
     if name == "generation":
         from laerebogen.seeds import load_seeds, seed_examples
         from laerebogen.stages.generation import GenerationStage
@@ -46,4 +53,10 @@ def build_stage(name: str, config: Config) -> Stage:
         from laerebogen.stages.taxonomy import load_taxonomy
 
         return AnnotateStage(config.annotate, load_taxonomy(config.annotate.taxonomy_path()))
+    if name == "code_check":
+        from laerebogen.codecheck.sandbox import Sandbox
+        from laerebogen.stages.code_check import CodeCheckStage
+
+        hide = [run_dir] if run_dir is not None else []
+        return CodeCheckStage(Sandbox(config.code_check, hide), config.code_check.workers)
     raise LaerebogenError(f"unknown stage {name!r}: choose one of {', '.join(STAGE_NAMES)}")

@@ -6,7 +6,8 @@ generator that yields one :class:`~laerebogen.inference.requests.Request` at a t
 records and rejections with reasons). Multi-call recipes (evolve, judge, answer; a follow-up
 question, then its answer, with a retry) read as straight-line code, and :func:`drive` runs the
 works of a whole chunk in lockstep, so every round of calls is one engine batch. Tests drive works
-with canned results; the shard runner drives them with the real engine.
+with canned results; the shard runner drives them with the real engine. A :class:`CpuStage`
+asks no model: it turns a whole chunk into outcomes with the CPUs of its shard.
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ class Stage(ABC):
     @abstractmethod
     def process(self, record: Example, context: Context) -> Work:
         """The work that turns ``record`` into an :class:`Outcome`."""
+
+
+class CpuStage(ABC):
+    """A step's stage that runs no model (``role`` None): the shard runner hands it each
+    chunk whole, so that it can spread the work over the shard's CPUs."""
+
+    name: ClassVar[str]
+    role: ClassVar[None] = None
+
+    @abstractmethod
+    def process_chunk(self, records: Sequence[Example], context: Context) -> list[Outcome]:
+        """One outcome per record of ``records``, in order."""
 
 
 class Funnel(msgspec.Struct, kw_only=True):

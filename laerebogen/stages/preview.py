@@ -6,11 +6,12 @@ import json
 from collections.abc import Iterator
 
 from laerebogen.config.schema import Config
+from laerebogen.errors import LaerebogenError
 from laerebogen.inference.requests import ChatRequest, Request
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.stages import build_stage
-from laerebogen.stages.core import Context
+from laerebogen.stages.core import Context, CpuStage
 
 
 def preview_inputs(stage_name: str, config: Config, count: int) -> list[Example]:
@@ -25,6 +26,8 @@ def preview_inputs(stage_name: str, config: Config, count: int) -> list[Example]
 def first_requests(stage_name: str, config: Config, count: int) -> Iterator[Request]:
     """The first request of the stage's work for each of ``count`` inputs."""
     stage = build_stage(stage_name, config)
+    if isinstance(stage, CpuStage):
+        raise LaerebogenError(f"{stage_name} asks no model: it has no requests to preview")
     context = Context(run_seed=config.seed, model=config.model_path(stage.role).name)
     for record in preview_inputs(stage_name, config, count):
         request = next(stage.process(record, context), None)
