@@ -55,7 +55,8 @@ def test_blocks_of_a_message_share_definitions_and_each_gets_its_outcome(
             "navn = input('Hvad hedder du? ')",
             "import numpy_findes_ikke",
             "open('data.csv').read()",
-            "with open('ud.txt', 'w') as f:\n    f.write('ok')\nassert open('ud.txt').read() == 'ok'",
+            "with open('ud.txt', 'w') as f:\n    f.write('ok')\n"
+            "assert open('ud.txt').read() == 'ok'",
         )
     )
     assert results == [
@@ -79,7 +80,7 @@ def test_sql_blocks_share_one_in_memory_database(sandbox: Sandbox) -> None:
                 "sql",
                 "CREATE TABLE by (navn TEXT, indbyggere INT);\n"
                 "INSERT INTO by VALUES ('Aarhus', 290000);",
-            ),  # fmt: skip
+            ),
             Block("sql", "SELECT navn FROM by WHERE indbyggere > 100000;"),
             Block("sql", "SELEC navn FROM by;"),
             Block("sql", "SELECT * FROM kunder;"),

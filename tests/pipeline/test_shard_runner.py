@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.canned_engine import SECONDS_VARIABLE
 from tests.support.commands import laerebogen
+from tests.support.finished_run import conversation, finished_run
 
 STEP = "generation-01"
 
@@ -115,3 +117,70 @@ def test_roles_that_differ_only_in_rendering_share_one_loaded_model(tiny_config:
         assert cache.get(config, "base") is base and len(cache._engines) == 1
     finally:
         cache.close()
+
+
+def file_digests(run: Path, leave_out: str) -> dict[str, str]:
+    """The sha256 of every file of a run outside ``leave_out`` (a step's own directory)."""
+    return {
+        str(path.relative_to(run)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run.rglob("*"))
+        if path.is_file() and path.relative_to(run).parts[0] not in (leave_out, "logs")
+    }
+
+
+def test_the_code_check_step_contains_hostile_code_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Each hostile block is classified, the run directory and HOME are unchanged, and every
+    conversation comes out of the shard and the merge, as an array task runs them."""
+    home_file = Path.home() / ".laerebogen-hostile-test"
+    merged = "followups/merged/shard-00000.msgpack.zst"
+    hostile = {
+        "fork bomb": ("import os\nwhile True:\n    os.fork()", "not_verifiable"),
+        "memory bomb": ("blok = bytearray(16 * 1024**3)", "resource_limit"),
+        "infinite loop": ("while True:\n    pass", "resource_limit"),
+        "home": (f"open({str(home_file)!r}, 'w').write('x')", "not_verifiable"),
+        "run": (f"import os\nos.remove({str(tmp_path / 'run' / merged)!r})", "not_verifiable"),
+        "read": (
+            f"raise SystemExit(open({str(tmp_path / 'run' / merged)!r}, 'rb').read(9))",
+            "not_verifiable",
+        ),
+        "socket": ("import socket\nsocket.create_connection(('127.0.0.1', 22))", "not_verifiable"),
+        "shell": ("import subprocess\nsubprocess.run('rm -rf ~', shell=True)", "not_verifiable"),
+        "limits": (
+            "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))",
+            "not_verifiable",
+        ),
+        "harmless": ("print(sum(range(10)))", "ok"),
+    }
+    records = [
+        conversation(f"Skriv kode ({name}).", f"Her:\n```python\n{code}\n```", index=index)
+        for index, (name, (code, _)) in enumerate(hostile.items())
+    ]
+    store, _ = finished_run(
+        tmp_path,
+        records,
+        overrides=[
+            "code_check.timeout_seconds=3",
+            "code_check.cpu_seconds=1",
+            "code_check.records_per_shard=20",
+        ],
+        annotate=False,
+        code_checks=[],
+        stop_before="code_check",
+    )
+    run = store.root
+    before = file_digests(run, "code_check")
+    shard = laerebogen("shard", "--run", str(run), "--step", "code_check", "--index", "0")
+    assert shard.returncode == 0, shard.stderr
+    merge = laerebogen("merge", "--run", str(run), "--step", "code_check")
+    assert merge.returncode == 0, merge.stderr
+    checked = list(store.read_merged("code_check"))
+    assert [record.id for record in checked] == [record.id for record in records]
+    outcomes = {
+        name: (record.code_check[0].outcome, record.code_check[0].detail)
+        for name, record in zip(hostile, checked, strict=True)
+    }
+    assert {name: outcome for name, (outcome, _) in outcomes.items()} == {
+        name: outcome for name, (_, outcome) in hostile.items()
+    }, outcomes
+    assert file_digests(run, "code_check") == before
+    assert not home_file.exists()

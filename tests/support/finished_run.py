@@ -21,7 +21,7 @@ from laerebogen.pipeline.plan import (
     plan_next,
     read_plan,
 )
-from laerebogen.records import Annotation, Example, Message, Provenance, Step, record_id
+from laerebogen.records import Annotation, BlockCheck, Example, Message, Provenance, Step, record_id
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.records import make_example
@@ -120,13 +120,18 @@ def finished_run(
     *,
     annotations: Sequence[Annotation | None] | None = None,
     annotate: bool = True,
+    code_checks: Sequence[tuple[BlockCheck, ...]] | None = None,
+    stop_before: str | None = None,
 ) -> tuple[RunStore, Config]:
-    """A run whose base generation (4 records kept), follow-ups and annotation are merged, with
-    ``records`` as the result, annotated with ``annotations`` (default: each harmless, quality
-    4); ``annotate=False`` leaves the annotate step out. ``overrides`` change the config after
-    :data:`OVERRIDES`."""
+    """A run whose base generation (4 records kept), follow-ups and judging steps are merged,
+    with ``records`` as the result, annotated with ``annotations`` (default: each harmless,
+    quality 4); ``annotate=False`` leaves the annotate step out. ``code_checks`` (each record's
+    block results) turns the code_check step on. ``stop_before`` leaves that step planned but
+    not run. ``overrides`` change the config after :data:`OVERRIDES`."""
+    checking = f"code_check.enabled={str(code_checks is not None).lower()}"
     config = load_config(
-        "tiny", [*OVERRIDES, f"annotate.enabled={str(annotate).lower()}", *overrides]
+        "tiny",
+        [*OVERRIDES, f"annotate.enabled={str(annotate).lower()}", checking, *overrides],
     )
     store = start_run(config, tmp_path / name)
     import_seeds(store, config.seed_path())
@@ -135,31 +140,28 @@ def finished_run(
     followups = plan_next(store, config, write_merged(store, first.step, base))
     assert followups is not None and followups.step == "followups"
     records = final_conversations() if records is None else list(records)
-    write_merged(store, followups.step, records)
     store.write_state(
         merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
     )
-    following = plan_next(store, config, followups)
-    store.write_state(
-        merge_file(followups.step),
-        MergeResult(
-            followups.step,
-            followups.inputs,
-            len(records),
-            {},
-            following.step if following else None,
-            0.1,
-        ),
-    )
-    if following is not None:
-        judged = [GOOD_ANNOTATION] * len(records) if annotations is None else annotations
-        annotated = [
-            msgspec.structs.replace(record, annotation=annotation)
-            for record, annotation in zip(records, judged, strict=True)
-        ]
-        write_merged(store, following.step, annotated)
-        result = MergeResult(following.step, len(records), len(records), {}, None, 0.1)
-        store.write_state(merge_file(following.step), result)
+    judged = {
+        "annotate": [GOOD_ANNOTATION] * len(records) if annotations is None else annotations,
+        "code_check": code_checks,
+    }
+    step, inputs = followups, followups.inputs
+    while step is not None and step.step != stop_before:
+        if step.stage != "followups":
+            field = "annotation" if step.stage == "annotate" else step.stage
+            records = [
+                msgspec.structs.replace(record, **{field: result})
+                for record, result in zip(records, judged[step.stage], strict=True)
+            ]
+        write_merged(store, step.step, records)
+        following = plan_next(store, config, step)
+        result = MergeResult(
+            step.step, inputs, len(records), {}, following.step if following else None, 0.1
+        )
+        store.write_state(merge_file(step.step), result)
+        step, inputs = following, len(records)
     return store, config
 
 
