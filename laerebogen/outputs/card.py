@@ -5,7 +5,8 @@ and its config, never from hand-kept text, so it cannot disagree with the data: 
 sampling per stage, seed count, the funnel of every step with its rejection reasons and the
 records the generation target left out, dedup counts, evolution generations and operations, the
 thresholds of the filtered version with why each is set, the annotation's domains, task types,
-difficulty, quality and harm counts (categories only: no harmful text is quoted), an example
+difficulty, quality and harm counts (categories only: no harmful text is quoted), the code
+check's blocks per language and outcome with the sandbox it ran in, an example
 conversation from the filtered version, the plots (a sentence in place of a panel without data),
 compute and limitations.
 """
@@ -20,8 +21,8 @@ from laerebogen import __version__
 from laerebogen.config.schema import ANNOTATION_RULES, Config, Sampling
 from laerebogen.filtering.heuristics import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
-from laerebogen.outputs.export import ANNOTATION_REASONS, filter_reasons
-from laerebogen.outputs.report import PANELS, DatasetStats
+from laerebogen.outputs.export import ANNOTATION_REASONS, CODE_REASONS, filter_reasons
+from laerebogen.outputs.report import OUTCOMES, PANELS, DatasetStats
 from laerebogen.outputs.status import StepStatus
 from laerebogen.pipeline.plan import later_steps
 from laerebogen.records import HARMLESS, Message
@@ -196,9 +197,20 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
             else "not run."
         )
     )
+    code = stats.code_check
+    lines.append(
+        "7. **Code check**: "
+        + (
+            "the Python and SQL blocks of every answer were run in a sandbox, without a "
+            f"model; {code.conversations_with_code} conversations have code blocks "
+            f"({code.blocks} blocks, {code.outcomes['ok']} ran without error)."
+            if code is not None
+            else "not run."
+        )
+    )
     annotation = stats.annotation
     lines.append(
-        "7. **Annotation**: "
+        "8. **Annotation**: "
         + (
             "the instruction-tuned model judged every conversation (domain, task type, "
             "difficulty, quality of the answers, harm) in one "
@@ -250,6 +262,59 @@ def _annotation(stats: DatasetStats, config: Config) -> str:
     )
 
 
+SANDBOXES = {
+    "namespaces": "network, process and mount namespaces (no network device at all), as the "
+    "user nobody",
+    "user-namespace": "user, network, process and mount namespaces, without capabilities",
+    "none": "no namespaces (the machine allowed none): the process refused sockets, new "
+    "processes and writes outside its directory itself",
+}
+
+
+def _code_check(stats: DatasetStats, config: Config) -> str:
+    """The code check's figures: blocks per language and outcome, the sandbox and limits."""
+    code = stats.code_check
+    if code is None:
+        return ""
+    settings = config.code_check
+    sandboxes = "; ".join(
+        f"{SANDBOXES.get(mode, mode)} ({count} conversations)"
+        for mode, count in code.sandboxes.items()
+    )
+    details = [
+        f"- {outcome}: " + ", ".join(f"{detail} {count}" for detail, count in found.items())
+        for outcome, found in code.details.items()
+    ]
+    return "\n".join(
+        [
+            "## Code check\n",
+            "The code blocks of the answers (fenced; an untagged block counts as Python when it "
+            "parses as Python and is more than a word) were run, each message's Python and SQL "
+            "blocks in order in one new process (SQL against an in-memory SQLite database "
+            "holding what the blocks create), in an empty temporary directory, without input "
+            f"or network, limited to {settings.timeout_seconds:g} s per block, "
+            f"{settings.cpu_seconds} CPU seconds and {settings.memory_mb} MiB per message. "
+            "Other languages are not run (`not_checked`); `not_verifiable` blocks need input, "
+            "files, network or a module that is not installed. "
+            f"Sandbox: {sandboxes or 'no code to run'}.\n",
+            _table(
+                ["language", *OUTCOMES, "blocks"],
+                [
+                    [language, *(counts.get(o, 0) for o in OUTCOMES), sum(counts.values())]
+                    for language, counts in code.languages.items()
+                ],
+            )
+            if code.languages
+            else "(no code blocks)",
+            "",
+            *(["Most frequent details per outcome:\n", *details, ""] if details else []),
+            _plot(stats, "code", "Code blocks by language and outcome"),
+            "Running is not checking: a block that runs may still compute the wrong thing, and "
+            "a block that needs files or input is not judged either way.\n",
+        ]
+    )
+
+
 def _filtered_version(stats: DatasetStats) -> str:
     """The rules of the filtered version with why each is set and what each removed."""
     reasons = filter_reasons(stats.filters)
@@ -264,6 +329,11 @@ def _filtered_version(stats: DatasetStats) -> str:
         + f": {ANNOTATION_REASONS[name].format(value=value)} "
         f"({stats.failed_filters.get(name, 0)} conversations fail it)"
         for name, value in stats.annotation_rules.items()
+    ]
+    lines += [
+        f"- `{name}`: {CODE_REASONS[name]} ({stats.failed_filters.get(name, 0)} conversations "
+        "fail it)"
+        for name in stats.code_rules
     ]
     return "\n".join(lines) + "\n"
 
@@ -431,6 +501,7 @@ def render_card(
             else ""
         ),
         _plot(stats, "evolution", "Evolution generations and operations"),
+        _code_check(stats, config),
         _annotation(stats, config),
         "## Quality scores and the filtered version\n",
         "Every conversation is scored: LIX readability of the answers (the Scandinavian index: "
@@ -438,6 +509,7 @@ def render_card(
         "turns and lingua's Danish confidence. The filtered version keeps the conversations "
         "that pass every threshold"
         + (" and every rule on their annotation" if stats.annotation_rules else "")
+        + (" and whose code blocks do not fail" if stats.code_rules else "")
         + " (a conversation may fail several):\n",
         _filtered_version(stats),
         f"LIX of the answers: median {stats.lix.median}, 10th-90th percentile "

@@ -3,12 +3,13 @@
 Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, ...]}``, in the
 run's order; with metadata it also carries the record's id, origin, evolution generation and
 operation, turns, scores (:func:`laerebogen.filtering.readability.conversation_scores` plus the
-record's own, e.g. ``quality_good``) and annotation. The *complete* version holds every final
-record; the *filtered* one the conversations whose scores pass the thresholds of the config's
-``[export]`` table and, when the run annotated, that are judged harmless, of at least
-``min_quality`` and within ``max_domain_share``; it is written next to it as
-``<name>.filtered.jsonl``. ``parquet=True`` adds
-``<name>.parquet`` and ``<name>.filtered.parquet`` with the same rows.
+record's own, e.g. ``quality_good``), and the annotation and code check in runs with those
+steps. The *complete* version holds every final record; the *filtered* one the conversations
+whose scores pass the thresholds of the config's ``[export]`` table and, when the run
+annotated, that are judged harmless, of at least ``min_quality`` and within
+``max_domain_share``, and, when the run checked code, that have no code block that failed; it
+is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds ``<name>.parquet``
+and ``<name>.filtered.parquet`` with the same rows.
 
 Every file, in the run directory or at an ``out`` elsewhere, is replaced atomically by the
 store's writers (a failed export leaves the previous files as they were). Export is
@@ -29,7 +30,7 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.filtering.readability import SCORES, conversation_scores
 from laerebogen.pipeline.plan import chain, final_records, generation_step
-from laerebogen.records import Annotation, Example, Message
+from laerebogen.records import CODE_FAILURES, Annotation, BlockCheck, Example, Message
 from laerebogen.store.atomic import atomic_lines, atomic_write
 from laerebogen.store.run_dir import RunStore
 
@@ -85,6 +86,15 @@ ANNOTATION_REASONS: dict[str, str] = {
     ),
 }
 
+# What the filtered version asks of a conversation's code, rule by rule (one per way a block
+# fails), and why.
+CODE_REASONS: dict[str, str] = {
+    "code_syntax_error": "no code block that does not parse: code a reader cannot even run",
+    "code_exception": "no code block that raises an exception when run as the answer shows it",
+    "code_timeout": "no code block still running after the timeout: a hang or an endless loop",
+    "code_resource_limit": "no code block stopped by the sandbox's CPU or memory limit",
+}
+
 # Scores that are counts; every other score is a float.
 INT_SCORES = frozenset({"user_words", "assistant_words", "turns"})
 
@@ -107,6 +117,8 @@ class AnnotatedConversation(msgspec.Struct, frozen=True):
     scores: dict[str, float | None]
     # Only in an annotated run's files: null where the annotation failed.
     annotation: Annotation | msgspec.UnsetType | None = msgspec.UNSET
+    # Only in the files of a run that checked code: each block's outcome.
+    code_check: tuple[BlockCheck, ...] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ExportResult(NamedTuple):
@@ -161,10 +173,35 @@ def annotation_rules(config: Config) -> dict[str, float]:
     return rules
 
 
+def code_rules(config: Config) -> dict[str, float]:
+    """The filtered version's rules on the checked code (none without the code_check step)."""
+    if not config.code_check.enabled:
+        return {}
+    return dict.fromkeys(CODE_REASONS, 1.0)
+
+
+def failed_outcomes(checks: Iterable[BlockCheck] | None) -> tuple[str, ...]:
+    """The distinct ways a conversation's code blocks failed, in :data:`CODE_FAILURES` order."""
+    failed = {check.outcome for check in checks or () if check.failed}
+    return tuple(outcome for outcome in CODE_FAILURES if outcome in failed)
+
+
+class Judged(NamedTuple):
+    """What the filtered version looks at in a conversation."""
+
+    scores: Mapping[str, float]
+    annotation: Annotation | None
+    failed_code: tuple[str, ...]  # :func:`failed_outcomes`
+
+    @classmethod
+    def of(cls, record: Example, scores: Mapping[str, float]) -> Judged:
+        return cls(scores, record.annotation, failed_outcomes(record.code_check))
+
+
 def failed_annotation(annotation: Annotation | None, rules: Mapping[str, float]) -> list[str]:
     """The rules of :func:`annotation_rules` that a conversation's annotation fails (the
     domain cap aside, which needs every conversation: :func:`over_domain_share`)."""
-    if not rules:
+    if "unannotated" not in rules:
         return []
     if annotation is None:
         return ["unannotated"]
@@ -201,16 +238,17 @@ def over_domain_share(candidates: Iterable[tuple[int, Annotation]], share: float
 
 
 def judge_filtered(
-    entries: Iterable[tuple[Mapping[str, float], Annotation | None]],
-    filters: Mapping[str, float],
-    rules: Mapping[str, float],
+    entries: Iterable[Judged], filters: Mapping[str, float], rules: Mapping[str, float]
 ) -> list[list[str]]:
-    """For each conversation, given as (scores, annotation), the rules of the filtered version
-    it fails; empty lists are the filtered version."""
+    """For each conversation the thresholds (``filters``) and rules on annotation and code
+    (``rules``) of the filtered version it fails; empty lists are the filtered version."""
     failures: list[list[str]] = []
     annotations: list[Annotation | None] = []
-    for scores, annotation in entries:
-        failures.append(failed_filters(scores, filters) + failed_annotation(annotation, rules))
+    for scores, annotation, failed_code in entries:
+        code = [f"code_{outcome}" for outcome in failed_code if f"code_{outcome}" in rules]
+        failures.append(
+            failed_filters(scores, filters) + failed_annotation(annotation, rules) + code
+        )
         annotations.append(annotation)
     if "max_domain_share" in rules:
         passing = (
@@ -227,10 +265,10 @@ def judge_filtered(
 
 
 def _row(
-    record: Example, scores: dict[str, float], keys: Iterable[str] | None, annotated: bool
+    record: Example, scores: dict[str, float], keys: Iterable[str] | None, config: Config
 ) -> msgspec.Struct:
-    """The line of ``record``: only its messages, or with metadata, the scores ``keys`` and,
-    in an ``annotated`` run, the annotation."""
+    """The line of ``record``: only its messages, or with metadata, the scores ``keys`` and
+    the annotation and code check when the run has those steps."""
     if keys is None:
         return Conversation(record.conversation())
     provenance = record.provenance
@@ -242,7 +280,8 @@ def _row(
         operation=provenance.operation,
         turns=int(scores["turns"]),
         scores={key: scores.get(key) for key in keys},
-        annotation=record.annotation if annotated else msgspec.UNSET,
+        annotation=record.annotation if config.annotate.enabled else msgspec.UNSET,
+        code_check=record.code_check if config.code_check.enabled else msgspec.UNSET,
     )
 
 
@@ -260,10 +299,10 @@ def _rows(
         if record.id != record_id:
             raise InvariantError(f"the final records changed during the export ({record.id})")
         if passed or not filtered:
-            yield _row(record, scores, keys, config.annotate.enabled)
+            yield _row(record, scores, keys, config)
 
 
-def _parquet_schema(keys: list[str] | None, annotated: bool) -> Any:
+def _parquet_schema(keys: list[str] | None, config: Config) -> Any:
     import pyarrow as pa
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -279,18 +318,20 @@ def _parquet_schema(keys: list[str] | None, annotated: bool) -> Any:
             ("turns", pa.int64()),
             ("scores", pa.struct(scores)),
         ]
-        if annotated:
-            fields.append(("annotation", _parquet_annotation()))
+        if config.annotate.enabled:
+            fields.append(("annotation", _parquet_struct(Annotation)))
+        if config.code_check.enabled:
+            fields.append(("code_check", pa.list_(_parquet_struct(BlockCheck))))
     return pa.schema(fields)
 
 
-def _parquet_annotation() -> Any:
-    """The Parquet type of :class:`Annotation`, field by field."""
+def _parquet_struct(kind: type[msgspec.Struct]) -> Any:
+    """The Parquet type of a record struct of ints and strings, field by field."""
     import pyarrow as pa
 
     kinds = {int: pa.int64(), str: pa.string()}
     return pa.struct(
-        [(field.name, kinds[field.type]) for field in msgspec.structs.fields(Annotation)]
+        [(field.name, kinds.get(field.type, pa.string())) for field in msgspec.structs.fields(kind)]
     )
 
 
@@ -361,16 +402,16 @@ def export(
     )
     keys = set(SCORES)  # every conversation score is a column, even of an empty export
     ids: list[str] = []
-    entries: list[tuple[dict[str, float], Annotation | None]] = []
+    entries: list[Judged] = []
     for record in final_records(store, config):
         scores = export_scores(record)
         keys.update(scores)
         ids.append(record.id)
-        entries.append((scores, record.annotation))
-    failures = judge_filtered(entries, filters, annotation_rules(config))
+        entries.append(Judged.of(record, scores))
+    failures = judge_filtered(entries, filters, annotation_rules(config) | code_rules(config))
     scored = [
-        (record_id, scores, not failed)
-        for record_id, (scores, _), failed in zip(ids, entries, failures, strict=True)
+        (record_id, entry.scores, not failed)
+        for record_id, entry, failed in zip(ids, entries, failures, strict=True)
     ]
     columns = sorted(keys) if with_metadata else None
 
@@ -380,7 +421,7 @@ def export(
         atomic_lines(path, map(encoder.encode, rows))
     parquet_paths = None
     if parquet:
-        schema = _parquet_schema(columns, config.annotate.enabled)
+        schema = _parquet_schema(columns, config)
         for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
             rows = _rows(store, config, scored, columns, filtered=only_passing)
             atomic_write(path, _parquet_bytes(rows, schema))

@@ -6,7 +6,8 @@ and the base-generation records the target left out), the dataset's shape (words
 by role, turns, origins, evolution generations and operations) and its quality scores (LIX,
 Danish confidence) with the filtered version's thresholds and how many conversations each one
 removed, and, when the run annotated, its domains, task types, difficulty, quality and harm
-verdicts. Everything is computed from the run's state files and one pass over the final
+verdicts, and, when it checked code, its code blocks by language and outcome. Everything is
+computed from the run's state files and one pass over the final
 records; the same run gives the same bytes.
 
 Plots are drawn with matplotlib's object API (no pyplot, no display: it runs headless on any
@@ -29,14 +30,16 @@ import msgspec
 from laerebogen.config.schema import Config
 from laerebogen.filtering.readability import word_count
 from laerebogen.outputs.export import (
+    Judged,
     annotation_rules,
     check_finished,
+    code_rules,
     export_scores,
     judge_filtered,
 )
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.plan import final_records
-from laerebogen.records import LANGUAGE_SCORE, Annotation, Example
+from laerebogen.records import LANGUAGE_SCORE, Annotation, CodeOutcome, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
 from laerebogen.store.atomic import atomic_write
@@ -75,6 +78,7 @@ PANELS = {
     "task_types": Panel("annotation", "Task type", "annotated conversations"),
     "difficulty": Panel("annotation", "Difficulty (1-5)", "annotated conversations"),
     "quality": Panel("annotation", "Quality of the answers (1-5)", "annotated conversations"),
+    "code": Panel("code", "Code blocks by language and outcome", "code blocks"),
 }
 ANNOTATION_PANELS = ("domains", "task_types", "difficulty", "quality")
 PLOTS = tuple(dict.fromkeys(panel.plot for panel in PANELS.values()))
@@ -105,6 +109,23 @@ class AnnotationStats(msgspec.Struct, frozen=True):
     harm: dict[str, int]  # "nej" (harmless) and each hazard category -> conversations
 
 
+OUTCOMES: tuple[CodeOutcome, ...] = (
+    "ok", "syntax_error", "exception", "timeout", "resource_limit", "not_verifiable", "not_checked",
+)  # fmt: skip
+TOP_DETAILS = 10  # the most frequent details (exception types, needs) per outcome in stats
+
+
+class CodeCheckStats(msgspec.Struct, frozen=True):
+    """The code_check step's results over the final conversations."""
+
+    conversations_with_code: int
+    blocks: int
+    outcomes: dict[str, int]  # outcome -> blocks, every outcome
+    languages: dict[str, dict[str, int]]  # language -> outcome -> blocks, most blocks first
+    details: dict[str, dict[str, int]]  # outcome -> its most frequent details -> blocks
+    sandboxes: dict[str, int]  # isolation the step ran with -> conversations
+
+
 class DatasetStats(msgspec.Struct, frozen=True):
     """What ``stats.json`` holds."""
 
@@ -116,6 +137,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
     filtered: int  # conversations in the filtered version
     filters: dict[str, float]  # the score thresholds of the filtered version
     annotation_rules: dict[str, float]  # its rules on the annotation (none without annotation)
+    code_rules: dict[str, float]  # its rules on the checked code (none without code_check)
     # conversations each threshold or rule removes (one may fail several)
     failed_filters: dict[str, int]
     origins: dict[str, int]
@@ -126,6 +148,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
     lix: Distribution
     danish_confidence: Distribution
     annotation: AnnotationStats | None  # None: the run did not annotate
+    code_check: CodeCheckStats | None  # None: the run did not check code
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
     left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
@@ -145,17 +168,30 @@ class _Samples:
         self.origins: Counter[str] = Counter()
         self.generations: Counter[int] = Counter()
         self.operations: Counter[str] = Counter()
-        self.filter_inputs: list[tuple[dict[str, float], Annotation | None]] = []
+        self.filter_inputs: list[Judged] = []
+        self.code: Counter[tuple[str, str]] = Counter()  # (language, outcome) -> blocks
+        self.code_details: Counter[tuple[str, str]] = Counter()  # (outcome, detail) -> blocks
+        self.with_code = 0
+        self.sandboxes: Counter[str] = Counter()
         self.count = 0
 
     @property
     def annotations(self) -> list[Annotation]:
         """The annotations of the conversations that have one."""
-        return [annotation for _, annotation in self.filter_inputs if annotation is not None]
+        return [entry.annotation for entry in self.filter_inputs if entry.annotation is not None]
 
     def add(self, record: Example) -> None:
         scores = export_scores(record)
-        self.filter_inputs.append((scores, record.annotation))
+        self.filter_inputs.append(Judged.of(record, scores))
+        checks = record.code_check or ()
+        self.with_code += bool(checks)
+        for check in checks:
+            self.code[check.language, check.outcome] += 1
+            if check.detail:
+                self.code_details[check.outcome, check.detail] += 1
+        for step in record.provenance.steps:
+            if step.stage == "code_check":
+                self.sandboxes[step.note.removeprefix("sandbox: ")] += 1
         for message in record.conversation():
             if message.role in self.words:
                 self.words[message.role].append(word_count(message.content))
@@ -224,6 +260,7 @@ def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
         "language": len(samples.confidence),
         "lix": len(samples.lix),
         **dict.fromkeys(ANNOTATION_PANELS, annotated),
+        "code": samples.code.total(),
     }
     return [name for name in PANELS if not sizes[name]]
 
@@ -252,16 +289,38 @@ def annotation_stats(
     )
 
 
+def code_check_stats(samples: _Samples) -> CodeCheckStats:
+    """Blocks by outcome, by language and outcome, and the outcomes' frequent details."""
+    languages: dict[str, Counter[str]] = {}
+    for (language, outcome), blocks in samples.code.items():
+        languages.setdefault(language, Counter())[outcome] += blocks
+    ordered = sorted(languages.items(), key=lambda item: (-item[1].total(), item[0]))
+    details: dict[str, dict[str, int]] = {}
+    for (outcome, detail), blocks in sorted(samples.code_details.items()):
+        details.setdefault(outcome, {})[detail] = blocks
+    return CodeCheckStats(
+        conversations_with_code=samples.with_code,
+        blocks=samples.code.total(),
+        outcomes={o: sum(c[o] for _, c in ordered) for o in OUTCOMES},
+        languages={language: {o: c[o] for o in OUTCOMES if c[o]} for language, c in ordered},
+        details={
+            outcome: dict(Counter(found).most_common(TOP_DETAILS))
+            for outcome, found in sorted(details.items(), key=lambda i: OUTCOMES.index(i[0]))
+        },
+        sandboxes=dict(sorted(samples.sandboxes.items())),
+    )
+
+
 def collect(
     store: RunStore, config: Config, records: Iterable[Example]
 ) -> tuple[DatasetStats, _Samples]:
     """The statistics of a finished run whose final records are ``records``."""
     filters = config.export.thresholds()
-    rules = annotation_rules(config)
+    rules, checks = annotation_rules(config), code_rules(config)
     samples = _Samples()
     for record in records:
         samples.add(record)
-    failures = judge_filtered(samples.filter_inputs, filters, rules)
+    failures = judge_filtered(samples.filter_inputs, filters, rules | checks)
     failed = Counter(name for names in failures for name in names)
     steps = run_status(store.root)
     run_totals = totals(steps)
@@ -276,7 +335,8 @@ def collect(
         filtered=sum(not names for names in failures),
         filters=filters,
         annotation_rules=rules,
-        failed_filters={name: failed[name] for name in [*filters, *rules]},
+        code_rules=checks,
+        failed_filters={name: failed[name] for name in [*filters, *rules, *checks]},
         origins=_keyed(samples.origins),
         generations=_keyed(samples.generations),
         operations=_keyed(samples.operations),
@@ -289,6 +349,7 @@ def collect(
             if config.annotate.enabled
             else None
         ),
+        code_check=code_check_stats(samples) if config.code_check.enabled else None,
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
         left_out_by_target=left_out_by_target(steps, samples.count),
@@ -454,6 +515,26 @@ def plot_annotation(stats: DatasetStats) -> Figure:
     return figure
 
 
+def plot_code(stats: DatasetStats) -> Figure:
+    """Code blocks per language (most first), stacked by outcome."""
+    code = stats.code_check
+    assert code is not None
+    figure, (axes,) = _figure(width=8.0)
+    languages = list(code.languages)
+    bottom = [0] * len(languages)
+    colours = ("#55a868", "#c44e52", "#dd8452", "#8172b3", "#937860", "#9aa5b1", "#cccccc")
+    for outcome, colour in zip(OUTCOMES, colours, strict=True):
+        counts = [code.languages[language].get(outcome, 0) for language in languages]
+        if any(counts):
+            axes.bar(languages, counts, bottom=bottom, label=outcome, color=colour)
+            bottom = [low + count for low, count in zip(bottom, counts, strict=True)]
+    axes.set_title(PANELS["code"].title)
+    axes.set_ylabel("code blocks")
+    _counts_on(axes.yaxis)
+    axes.legend()
+    return figure
+
+
 def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
     """The plots of ``stats.plots`` (those with data) as matplotlib figures."""
     draw_plot: dict[str, Callable[[], Figure]] = {
@@ -464,6 +545,7 @@ def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
         "language": lambda: plot_language(samples, stats),
         "lix": lambda: plot_lix(samples, stats),
         "annotation": lambda: plot_annotation(stats),
+        "code": lambda: plot_code(stats),
     }
     return {name: draw_plot[name]() for name in stats.plots}
 

@@ -26,7 +26,9 @@ from laerebogen.filtering.readability import (
 )
 from laerebogen.outputs.export import (
     FILTER_REASONS,
+    Judged,
     annotation_rules,
+    code_rules,
     export,
     export_scores,
     failed_filters,
@@ -35,7 +37,7 @@ from laerebogen.outputs.export import (
     over_domain_share,
 )
 from laerebogen.pipeline.plan import merge_file
-from laerebogen.records import Annotation
+from laerebogen.records import Annotation, BlockCheck
 from tests.support.finished_run import (
     GOOD_ANNOTATION,
     GOOD_ANSWER,
@@ -422,8 +424,10 @@ def test_the_domain_cap_leaves_out_the_lowest_quality_first_until_it_holds() -> 
     assert cap([("mad", 5)] * 3, 0.9) == {0, 1, 2}
     # The rule as the export applies it: after every other rule, on what is left.
     failures = judge_filtered(
-        [({"x": 1.0}, judged(domain="mad")), ({"x": 1.0}, judged(domain="mad", quality=5)),
-         ({"x": 0.0}, judged(domain="jura")), ({"x": 1.0}, judged(domain="jura"))],
+        [Judged({"x": 1.0}, judged(domain="mad"), ()),
+         Judged({"x": 1.0}, judged(domain="mad", quality=5), ()),
+         Judged({"x": 0.0}, judged(domain="jura"), ()),
+         Judged({"x": 1.0}, judged(domain="jura"), ())],
         {"min_x": 0.5},
         {"min_quality": 3.0, "max_domain_share": 0.5},
     )  # fmt: skip
@@ -446,3 +450,40 @@ def test_max_domain_share_in_the_config_caps_the_filtered_version(tmp_path: Path
         overrides=["export.max_domain_share=0.5"],
     )
     assert export(store, config).filtered_count == 0
+
+
+def test_conversations_with_a_failing_code_block_leave_the_filtered_version(
+    tmp_path: Path,
+) -> None:
+    failing = [
+        (BlockCheck(1, 0, "python", "ok"), BlockCheck(1, 1, "python", "timeout", "over 5 s")),
+        (),
+    ]
+    checks = [(BlockCheck(1, 0, "sql", "not_verifiable", "needs its own tables"),)] * 6
+    checks[PASSING[0]], checks[PASSING[1]] = failing
+    store, config = finished_run(tmp_path, code_checks=checks)
+    assert code_rules(config) == dict.fromkeys(
+        ["code_syntax_error", "code_exception", "code_timeout", "code_resource_limit"], 1.0
+    )
+    result = export(store, config, with_metadata=True, parquet=True)
+    assert result.filtered_count == 1  # the first passing one has a block that timed out
+    (kept,) = read_lines(result.filtered)
+    assert kept["id"] == final_conversations()[PASSING[1]].id and kept["code_check"] == []
+    first = read_lines(result.complete)[PASSING[0]]
+    assert first["code_check"] == [
+        {"message": 1, "block": 0, "language": "python", "outcome": "ok"},
+        {"message": 1, "block": 1, "language": "python", "outcome": "timeout",
+         "detail": "over 5 s"},
+    ]  # fmt: skip
+    assert result.parquet is not None
+    rows = load_dataset("parquet", data_files=str(result.parquet[0]))["train"]
+    assert rows[PASSING[0]]["code_check"][1]["outcome"] == "timeout"
+    assert rows[1]["code_check"][0]["detail"] == "needs its own tables"
+    assert rows[PASSING[0]]["code_check"][0]["detail"] is None  # JSONL leaves it out
+
+
+def test_without_the_code_check_no_code_rule_or_column_exists(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    assert code_rules(config) == {}
+    result = export(store, config, with_metadata=True)
+    assert "code_check" not in read_lines(result.complete)[0]

@@ -29,7 +29,7 @@ from laerebogen.outputs.report import (
     write_report,
 )
 from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
-from laerebogen.records import Annotation, Message
+from laerebogen.records import Annotation, BlockCheck, Message
 from laerebogen.store.run_dir import RunStore
 from tests.support.finished_run import (
     GOOD_ANNOTATION,
@@ -59,8 +59,22 @@ def card_header(card: str) -> dict:
 # ---------------------------------------------------------------- stats and plots
 
 
+CODE_CHECKS = [
+    (BlockCheck(1, 0, "python", "ok"),),
+    (),
+    (
+        BlockCheck(1, 0, "python", "exception", "NameError"),
+        BlockCheck(1, 1, "sql", "syntax_error", 'near "SELEC": syntax error'),
+        BlockCheck(1, 2, "python", "exception", "NameError"),
+    ),
+    (),
+    (BlockCheck(1, 0, "python", "not_verifiable", "needs input"),),
+    (BlockCheck(3, 0, "bash", "not_checked"),),  # a passing conversation: not run, not failed
+]
+
+
 def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
-    store, config = finished_run(tmp_path)
+    store, config = finished_run(tmp_path, code_checks=CODE_CHECKS)
     with_duplicates(store)
     report = write_report(store, config)
     stats = json.loads((tmp_path / "run" / STATS_FILE).read_bytes())
@@ -75,8 +89,36 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
         "harmful": 0,
         "min_quality": 0,
         "unannotated": 0,
+        "code_syntax_error": 1,
+        "code_exception": 1,
+        "code_timeout": 0,
+        "code_resource_limit": 0,
     }
     assert stats["filters"] == config.export.thresholds()
+    assert stats["code_check"] == {
+        "conversations_with_code": 4,
+        "blocks": 6,
+        "outcomes": {
+            "ok": 1,
+            "syntax_error": 1,
+            "exception": 2,
+            "timeout": 0,
+            "resource_limit": 0,
+            "not_verifiable": 1,
+            "not_checked": 1,
+        },
+        "languages": {
+            "python": {"ok": 1, "exception": 2, "not_verifiable": 1},
+            "bash": {"not_checked": 1},
+            "sql": {"syntax_error": 1},
+        },
+        "details": {
+            "syntax_error": {'near "SELEC": syntax error': 1},
+            "exception": {"NameError": 2},
+            "not_verifiable": {"needs input": 1},
+        },
+        "sandboxes": {},  # the records were not made by the step, so carry none of its notes
+    }
     assert stats["turns"] == {"1": 2, "2": 4}
     assert stats["origins"] == {"evolved": 1, "self-instruct": 5}
     assert stats["generations"] == {"0": 5, "2": 1} and stats["operations"] == {"deepen": 1}
@@ -88,6 +130,7 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
     assert [(s["step"], s["records_in"], s["kept"]) for s in stats["steps"]] == [
         ("generation-01", 4, 4),
         ("followups", 4, 6),
+        ("code_check", 6, 6),
         ("annotate", 6, 6),
     ]
     assert stats["steps"][0]["merge_rejected"] == {"near_duplicate": 2}
@@ -97,7 +140,7 @@ def test_stats_hold_the_runs_real_figures(tmp_path: Path) -> None:
 
 
 def test_every_plot_is_a_png_image_beside_stats_json(tmp_path: Path) -> None:
-    store, config = finished_run(tmp_path)
+    store, config = finished_run(tmp_path, code_checks=CODE_CHECKS)
     report = write_report(store, config)
     assert set(report.plot_paths) == set(PLOTS)
     for name, path in report.plot_paths.items():
@@ -138,13 +181,13 @@ def test_an_empty_dataset_gets_stats_and_only_the_plots_with_data(tmp_path: Path
 
 
 def test_count_axes_have_integer_ticks(tmp_path: Path) -> None:
-    store, config = finished_run(tmp_path)
+    store, config = finished_run(tmp_path, code_checks=CODE_CHECKS)
     stats, samples = collect(store, config, final_records(store, config))
     checked = []
     for name, figure in figures(stats, samples).items():
         for axes in figure.axes:
             for axis, label in ((axes.xaxis, axes.get_xlabel()), (axes.yaxis, axes.get_ylabel())):
-                if label in ("conversations", "messages", "records"):
+                if label in ("conversations", "messages", "records", "code blocks"):
                     ticks = axis.get_ticklocs()
                     assert len(ticks) > 1 and all(tick == round(tick) for tick in ticks), name
                     checked.append(axes.get_title())
@@ -155,7 +198,7 @@ def test_a_panel_without_data_is_left_out_and_the_card_says_so(tmp_path: Path) -
     not_evolved = [r for r in final_conversations() if r.provenance.operation is None]
     store, config = finished_run(tmp_path, not_evolved)
     published = publish(store, config)
-    assert published.report.stats.omitted == ["operations"]
+    assert published.report.stats.omitted == ["operations", "code"]  # no code_check step
     # The evolution plot keeps its generations panel alone: half as wide as with both.
     _, width, _ = imread(published.report.plot_paths["evolution"]).shape
     assert width == 550
@@ -212,7 +255,7 @@ def test_report_refuses_an_unfinished_run(tmp_path: Path) -> None:
 
 
 def test_report_command_writes_into_out(tmp_path: Path) -> None:
-    finished_run(tmp_path)
+    finished_run(tmp_path, code_checks=CODE_CHECKS)
     out = tmp_path / "report"
     completed = subprocess.run(
         [sys.executable, "-m", "laerebogen", "report", "--run", str(tmp_path / "run"),
@@ -252,7 +295,7 @@ def test_publish_writes_a_card_that_datasets_can_load(tmp_path: Path) -> None:
 
 
 def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
-    store, config = finished_run(tmp_path)
+    store, config = finished_run(tmp_path, code_checks=CODE_CHECKS)
     with_duplicates(store)
     card = publish(store, config).card.read_text(encoding="utf-8")
     assert "**6** conversations (**2** in the filtered version)" in card
@@ -432,7 +475,7 @@ def test_the_annotation_has_its_tables_plot_and_stats(tmp_path: Path) -> None:
     assert stats.failed_filters["min_quality"] == 2
     card = published.card.read_text(encoding="utf-8")
     assert "## Annotation" in card and "| mad | 3 |" in card and "| 4 | 1 | 2 |" in card
-    assert "7. **Annotation**: the instruction-tuned model judged every conversation" in card
+    assert "8. **Annotation**: the instruction-tuned model judged every conversation" in card
     assert "harm) in one constrained JSON reply, messages cut to 1200 characters" in card
     free = msgspec.structs.replace(
         config, annotate=msgspec.structs.replace(config.annotate, constrained=False)
@@ -452,6 +495,33 @@ def test_a_run_without_annotation_says_so(tmp_path: Path) -> None:
     published = publish(store, config)
     card = published.card.read_text(encoding="utf-8")
     assert published.report.stats.annotation is None
-    assert "7. **Annotation**: not run." in card and "## Annotation" not in card
+    assert "8. **Annotation**: not run." in card and "## Annotation" not in card
     assert "annotation" not in published.report.stats.plots
     assert "- `harmful`" not in card and "every rule on their annotation" not in card
+
+
+def test_the_code_check_has_its_table_plot_and_rules_in_the_card(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path, code_checks=CODE_CHECKS)
+    card = publish(store, config).card.read_text(encoding="utf-8")
+    assert "7. **Code check**: the Python and SQL blocks of every answer were run" in card
+    assert "4 conversations have code blocks (6 blocks, 1 ran without error)" in card
+    header = "| language | ok | syntax_error | exception | timeout | resource_limit | "
+    assert header + "not_verifiable | not_checked | blocks |" in card
+    assert "| python | 1 | 0 | 2 | 0 | 0 | 1 | 0 | 4 |" in card
+    assert "| sql | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 1 |" in card
+    assert "- exception: NameError 2" in card
+    assert "](plots/code.png)" in card
+    assert "limited to 5 s per block, 5 CPU seconds and 1024 MiB per message" in card
+    assert "- `code_exception`: no code block that raises an exception" in card
+    assert "(1 conversations fail it)" in card.split("`code_exception`")[1].split("\n")[0]
+    assert "and whose code blocks do not fail" in card
+
+
+def test_a_run_without_the_code_check_says_so(tmp_path: Path) -> None:
+    store, config = finished_run(tmp_path)
+    published = publish(store, config)
+    card = published.card.read_text(encoding="utf-8")
+    assert published.report.stats.code_check is None
+    assert published.report.stats.code_rules == {}
+    assert "7. **Code check**: not run." in card and "## Code check" not in card
+    assert "code_exception" not in card

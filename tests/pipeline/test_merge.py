@@ -402,27 +402,30 @@ def test_followups_are_judged_on_their_added_turns(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- resumption
 
 
-def test_annotation_is_merged_without_screening_or_dedup_again(tmp_path: Path) -> None:
-    config = load_config("tiny", [*BARE, "evolution.generations=0", "annotate.enabled=true"])
+@pytest.mark.parametrize("step", ["annotate", "code_check"])
+def test_judging_steps_are_merged_without_screening_or_dedup_again(
+    tmp_path: Path, step: str
+) -> None:
+    config = load_config("tiny", [*BARE, "evolution.generations=0", f"{step}.enabled=true"])
     store, first = new_run(tmp_path, config)
     ice, seasons = task("ice", ICE), task("seasons", SEASONS)
     merge_by_hand(store, "generation-01", [ice, seasons])
     followups = plan_next(store, config, first)
     assert followups is not None
     # An English turn and a copied instruction got past earlier merges (say, by a changed
-    # filter): annotation changes no text, so its merge keeps what the follow-ups kept.
+    # filter): a judging step changes no text, so its merge keeps what the follow-ups kept.
     english = msgspec.structs.replace(
         conversation(ice, "Can you say more?", "Sure, ice floats because it is lighter."),
         output="Ice floats on water because it is lighter than the water around it.",
     )
     copy = msgspec.structs.replace(seasons, instruction=ice.instruction)
     merge_by_hand(store, "followups", [english, copy])
-    annotate = plan_next(store, config, followups)
-    assert annotate == StepPlan("annotate", "annotate", 0, shards=1, inputs=2)
-    run_shard(store, "annotate", 0, [english, copy])
-    result = merge_step(store, "annotate", log=quiet)
+    judging = plan_next(store, config, followups)
+    assert judging == StepPlan(step, step, 0, shards=1, inputs=2)
+    run_shard(store, step, 0, [english, copy])
+    result = merge_step(store, step, log=quiet)
     assert (result.records_in, result.kept, result.rejected, result.next) == (2, 2, {}, None)
-    assert list(store.read_merged("annotate")) == [english, copy]
+    assert list(store.read_merged(step)) == [english, copy]
 
 
 def test_a_second_merge_returns_the_same_result_and_writes_nothing(tmp_path: Path) -> None:

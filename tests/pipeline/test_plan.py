@@ -337,6 +337,29 @@ def test_annotation_reads_the_followups_and_its_merged_set_is_the_dataset(tmp_pa
     assert plan_next(store, config, annotate) is None
 
 
+def test_the_code_check_sits_between_followups_and_annotation(tmp_path: Path) -> None:
+    config = load_config("tiny", ["annotate.enabled=true", "code_check.enabled=true"])
+    steps = [step for step, _, _ in later_steps(config)]
+    assert steps[-3:] == ["followups", "code_check", "annotate"]
+    store = new_run(tmp_path, config)
+    build_chain(store, config)
+    followups = read_plan(store, "followups")
+    assert followups is not None
+    merge_by_hand(store, "followups", conversations := records("followups", 33))
+    code_check = plan_next(store, config, followups)
+    assert code_check == StepPlan("code_check", "code_check", 0, shards=5, inputs=33)
+    assert input_ids(store, code_check) == ids(conversations)
+    assert dedup_pool(store, config, code_check) is None  # the code check changes no text
+    merge_by_hand(store, "code_check", checked := records("code_check", 33))
+    annotate = plan_next(store, config, code_check)
+    assert annotate is not None and input_ids(store, annotate) == ids(checked)
+    merge_by_hand(store, "annotate", annotated := records("annotate", 33))
+    assert list(final_records(store, config)) == annotated
+    # Without annotation the checked conversations are the dataset.
+    alone = load_config("tiny", ["code_check.enabled=true"])
+    assert list(final_records(store, alone)) == checked
+
+
 def test_without_followups_annotation_reads_every_generation_shuffled(tmp_path: Path) -> None:
     config = load_config("tiny", ["followups.turns=0", "annotate.enabled=true"])
     store = new_run(tmp_path, config)
