@@ -168,6 +168,23 @@ class Cli:
         filters = load_config(config, _overrides(set)).filters if config else None
         print(filter_items(source, target, rejects, filters))
 
+    def check_code(
+        self,
+        source: str,
+        target: str,
+        rejects: str | None = None,
+        config: str = "gemma-27b",
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Run the Python and SQL blocks of a JSONL of conversations in the sandbox with the
+        config's [code_check] limits; keep those whose code does not fail (the others go to
+        --rejects); print counts per language and outcome."""
+        from laerebogen.commands.check_code import check_code_file
+
+        settings = load_config(config, _overrides(set)).code_check
+        print(check_code_file(Path(source), Path(target), Path(rejects) if rejects else None,
+                              settings))  # fmt: skip
+
     def generate(
         self,
         requests: str,

@@ -34,11 +34,12 @@ def check_command_line(root: object, words: Sequence[str]) -> None:
         if word in HELP_FLAGS:
             return
         commands = _commands(target)
-        if word not in commands:
+        name = word.replace("-", "_")  # fire takes check-code for check_code
+        if name not in commands:
             where = " ".join([*path, ""])
-            suggestion = _closest(word, commands, prefix=where)
+            suggestion = _closest(word, [c.replace("_", "-") for c in commands], prefix=where)
             raise UsageError(f"unknown command '{where}{word}'{suggestion}")
-        target = getattr(target, word)
+        target = getattr(target, name)
         path.append(word)
     if inspect.ismethod(target):
         _check_arguments(" ".join(path), target, [])

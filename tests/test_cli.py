@@ -145,5 +145,7 @@ def test_stage_preview_prints_each_stages_first_prompt_without_a_model() -> None
         assert result.returncode == 0, result.stderr
         assert result.stdout.count("=== ") == 2 and "(chat; seed " in result.stdout
         assert "--- user\n" in result.stdout
+    no_model = cli("stage", "preview", "code_check", "--config", "local")
+    assert no_model.returncode == 2 and "code_check asks no model" in no_model.stderr
     unknown = cli("stage", "preview", "translation")
     assert unknown.returncode == 2 and "unknown stage 'translation'" in unknown.stderr

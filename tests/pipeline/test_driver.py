@@ -42,7 +42,7 @@ from tests.support.runs import (
     submissions,
 )
 
-RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups", "annotate"]
+RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups", "code_check", "annotate"]
 
 
 def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> None:
@@ -53,7 +53,8 @@ def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> 
     conversations = dataset_lines(reference_run)
     final: list[Example] = list(store.read_merged("annotate"))
     assert len(conversations) == len(final) > 0
-    # Annotation keeps every conversation as the follow-ups left it, and adds its judgement.
+    # The code check and annotation keep every conversation as the follow-ups left it, and
+    # add their results.
     followups = list(store.read_merged("followups"))
     assert [(r.id, r.conversation()) for r in final] == [
         (r.id, r.conversation()) for r in followups
@@ -63,9 +64,12 @@ def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> 
         assert roles[:2] == ["user", "assistant"] and len(roles) % 2 == 0
         assert line["messages"][0]["content"] == record.first_user_message()
         stages = [step.stage for step in record.provenance.steps]
-        assert stages[0] == "generation" and stages[-2:] == ["followups", "annotate"]
+        assert stages[0] == "generation"
+        assert stages[-3:] == ["followups", "code_check", "annotate"]
         assert record.annotation is not None  # constrained: even the random model's reads
-        assert all(step.model == "tiny" for step in record.provenance.steps)
+        assert record.code_check is not None  # checked (a random model writes no code)
+        models = {step.stage: step.model for step in record.provenance.steps}
+        assert models.pop("code_check") == "" and set(models.values()) == {"tiny"}
     # Follow-ups read every generation kept, shuffled together.
     pool = [r.id for r in store.read_merged("quality")] + [
         r.id for r in store.read_merged("evolution-01")

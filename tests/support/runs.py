@@ -16,7 +16,8 @@ from laerebogen.pipeline.plan import chain, read_merge, read_plan
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.shards import load_manifest
 
-ONE_TO_ONE = ("grammar", "quality", "followups")  # an input is kept (same id) or dropped
+# An input is kept (same id) or dropped.
+ONE_TO_ONE = ("grammar", "quality", "followups", "code_check", "annotate")
 
 
 def steps_of(run: Path) -> list[str]:
@@ -138,6 +139,8 @@ RECIPE = (
     "evolution.generations=1",
     "evolution.records_per_shard=16",
     "followups.records_per_shard=16",
+    "code_check.enabled=true",
+    "code_check.records_per_shard=16",
     "annotate.enabled=true",
     "annotate.records_per_shard=16",
 )
