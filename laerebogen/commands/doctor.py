@@ -2,8 +2,9 @@
 
 Without a configuration it checks the software (Python, packages, vLLM and its device,
 submitit); with one also what that configuration uses: SLURM commands when the executor is
-``slurm``, apptainer and the image when ``container.image`` is set, the model directories, and
-that the run directory is writable with room to spare. The image's ``%test`` runs it.
+``slurm``, apptainer and the image when ``container.image`` is set, the model directories, the
+code sandbox when the code check is on (and which isolation this machine gives it), and that
+the run directory is writable with room to spare. The image's ``%test`` runs it.
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ def _model(config: Config, role: str) -> Callable[[], str]:
     return probe
 
 
+def _sandbox(config: Config) -> Callable[[], str]:
+    def probe() -> str:
+        from laerebogen.codecheck.sandbox import EXPLANATION, Block, Ran, Sandbox
+
+        sandbox = Sandbox(config.code_check)
+        ran = sandbox.run([Block("python", "assert sum(range(4)) == 6")])
+        if ran != [Ran("ok")]:
+            raise RuntimeError(f"a trivial block did not run ({ran[0].outcome} {ran[0].detail})")
+        return f"{sandbox.isolation}: {EXPLANATION[sandbox.isolation]}"
+
+    return probe
+
+
 def _writable(run_dir: Path) -> Callable[[], str]:
     def probe() -> str:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +174,8 @@ def checks(config: Config | None, run_dir: Path | None, executor: str | None) ->
         yield _attempt("image", _image(config.container.image))
     for role in ("base", "instruct"):
         yield _attempt(f"model ({role})", _model(config, role))
+    if config.code_check.enabled:
+        yield _attempt("code sandbox", _sandbox(config))
     if run_dir is not None:
         yield _attempt("run directory", _writable(run_dir))
         yield _attempt("free disk", _free_disk(run_dir))

@@ -34,6 +34,7 @@ from laerebogen.config.schema import Config
 from laerebogen.launch.task import MERGE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
 from laerebogen.pipeline.plan import chain, generation_rounds, inputs_per_shard, merge_file
+from laerebogen.stages import CPU_STAGES
 from laerebogen.store.run_dir import RunStore
 
 SMOKE_RECORDS = 8
@@ -74,6 +75,7 @@ class StepCost(NamedTuple):
     full_jobs: int
     full_job_hours: float
     full_wall_hours: float
+    model: bool = True  # its shards run a model (else CPU jobs, which hold no GPU)
 
     @property
     def tokens_in_per_second(self) -> float:
@@ -95,13 +97,15 @@ class Projection(NamedTuple):
     resource_per_job: int  # GPUs per shard job, or cores of the machine
     parallelism: int
 
-    @property
-    def job_hours(self) -> float:
-        return sum(step.full_job_hours for step in self.steps)
+    def step_hours(self, step: StepCost) -> float:
+        """A step's GPU- or CPU-hours; a step without a model holds no GPU."""
+        if self.resource == "GPU-hours" and not step.model:
+            return 0.0
+        return step.full_job_hours * self.resource_per_job
 
     @property
     def resource_hours(self) -> float:
-        return self.job_hours * self.resource_per_job
+        return sum(self.step_hours(step) for step in self.steps)
 
     @property
     def wall_hours(self) -> float:
@@ -152,6 +156,7 @@ def project(store: RunStore, smoke: Config, full: Config, executor: str) -> Proj
                 full_jobs=full_jobs,
                 full_job_hours=job_seconds / 3600,
                 full_wall_hours=(waves * shard_seconds + merge_seconds) / 3600,
+                model=plan.stage not in CPU_STAGES,
             )
         )
     gpus = full.slurm.gpu_job.gpus
@@ -190,7 +195,7 @@ def projection_summary(projection: Projection, full: Config) -> str:
     for step in projection.steps:
         lines.append(
             f"{step.step:<14} {step.full_inputs:>10,} {step.full_jobs:>6,} "
-            f"{step.full_job_hours * projection.resource_per_job:>10,.1f} "
+            f"{projection.step_hours(step):>10,.1f} "
             f"{_hours(step.full_wall_hours):>11}"
         )
     kind = (

@@ -15,7 +15,8 @@ Counting rules, also in the field docs of :class:`StepStatus`:
 * rejections by reason, prompt tokens, wall seconds: finished shards only (their manifest
   holds them; a journal's progress does not);
 * GPU-hours: wall seconds times ``slurm.gpu_job.gpus`` (the GPUs a shard job asks for; 0 on
-  CPU configs), an estimate of what the shard jobs held, not of what they used.
+  CPU configs and for a step without a model, whose shards are CPU jobs), an estimate of what
+  the shard jobs held, not of what they used.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import msgspec
 from laerebogen.outputs.export import DATASET_FILE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
 from laerebogen.pipeline.plan import chain, read_merge, read_plan
+from laerebogen.stages import CPU_STAGES
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import run_config
 from laerebogen.store.shards import load_manifest
@@ -92,7 +94,10 @@ def run_status(run_dir: str | Path) -> list[StepStatus]:
     store = RunStore(run_dir)
     config = run_config(store)  # a StoreError when run_dir is not a run
     gpus = max(config.slurm.gpu_job.gpus, 0)
-    statuses = (step_status(store, plan.step, gpus) for plan, _ in chain(store))
+    statuses = (
+        step_status(store, plan.step, 0 if plan.stage in CPU_STAGES else gpus)
+        for plan, _ in chain(store)
+    )
     return [status for status in statuses if status is not None]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from laerebogen.codecheck.sandbox import available_isolation
 from tests.support.commands import cli
 from tests.support.slurm_cluster import SlurmCluster
 
@@ -34,11 +35,21 @@ def test_doctor_with_a_config_checks_slurm_models_and_the_run_directory(
     model_dir = f"model_dir={str(tiny_model_dir.parent)!r}"
     run = tmp_path / "run"
     result = cli(
-        "doctor", "--config", "tiny", "--run", str(run), "--executor", "slurm", "--set", model_dir
-    )
+        "doctor", "--config", "tiny", "--run", str(run), "--executor", "slurm", "--set", model_dir,
+        "--set", "code_check.enabled=true",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
-    for check in ("sbatch", "sacct", "model (base)", "model (instruct)", "run directory"):
+    assert table["code sandbox"][1].startswith(f"{available_isolation()}: ")
+    checks = (
+        "sbatch",
+        "sacct",
+        "model (base)",
+        "model (instruct)",
+        "code sandbox",
+        "run directory",
+    )
+    for check in checks:
         assert table[check][0] == "pass", (check, table[check])
     assert "GiB free" in table["free disk"][1]
 

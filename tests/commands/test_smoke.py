@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from laerebogen.commands.smoke import SMOKE_RECORDS, project, smoke_config, smoke_dir
+from laerebogen.commands.smoke import (
+    SMOKE_RECORDS,
+    Projection,
+    StepCost,
+    project,
+    smoke_config,
+    smoke_dir,
+)
 from laerebogen.config.loading import load_config
 from laerebogen.pipeline.plan import chain
 from laerebogen.store.run_dir import RunStore
@@ -70,3 +77,14 @@ def test_the_smoke_run_ends_with_measured_steps_and_the_projection(
         assert step.full_job_hours > 0 and step.full_wall_hours > 0
     # The debug executor loads each model once: the first generation shard pays for it.
     assert projection.steps[0].startup_seconds > 1
+
+
+def test_a_step_without_a_model_counts_no_gpu_hours() -> None:
+    def step(name: str, model: bool) -> StepCost:
+        return StepCost(name, 10, 10, 1.0, 0.0, 1.0, 0, 0, {}, 100, 2, 3.0, 1.5, model=model)
+
+    steps = [step("followups", True), step("code_check", False)]
+    gpus = Projection(steps, 8, 80, 10.0, "GPU-hours", 4, 2)
+    assert [gpus.step_hours(s) for s in steps] == [12.0, 0.0] and gpus.resource_hours == 12.0
+    cpus = Projection(steps, 8, 80, 10.0, "CPU-hours", 2, 1)
+    assert cpus.resource_hours == 12.0  # on CPUs every step's job-hours count

@@ -33,6 +33,7 @@ from laerebogen.store import run_dir, shards
 from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
+from tests.support.finished_run import finished_run
 from tests.support.records import make_example, make_rejection
 
 # tiny: 2 prompt slots per generation shard, 8 records per grammar shard; 2 GPUs per shard job.
@@ -261,6 +262,12 @@ def test_a_cpu_config_has_no_gpu_hours(tmp_path: Path) -> None:
     finish_shard(store, "generation-01", 0, 1, wall_seconds=3600.0)
     [status] = run_status(store.root)
     assert (status.wall_seconds, status.gpus_per_shard, status.gpu_hours) == (3600.0, 0, 0.0)
+
+
+def test_a_step_without_a_model_holds_no_gpu(tmp_path: Path) -> None:
+    store, _ = finished_run(tmp_path, overrides=["slurm.gpu_job.gpus=2"], code_checks=[()] * 6)
+    gpus = {status.step: status.gpus_per_shard for status in run_status(store.root)}
+    assert gpus == {"generation-01": 2, "followups": 2, "code_check": 0, "annotate": 2}
 
 
 def test_a_run_without_steps_renders_an_empty_table(
