@@ -9,7 +9,7 @@ array task that produced it. Structs are frozen: a stage makes a new record with
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -81,7 +81,8 @@ class Annotation(msgspec.Struct, frozen=True):
 CodeOutcome = Literal[
     "syntax_error", "exception", "timeout", "resource_limit", "ok", "not_verifiable", "not_checked"
 ]
-CODE_FAILURES: tuple[CodeOutcome, ...] = ("syntax_error", "exception", "timeout", "resource_limit")
+CODE_OUTCOMES: tuple[CodeOutcome, ...] = get_args(CodeOutcome)
+CODE_FAILURES: tuple[CodeOutcome, ...] = CODE_OUTCOMES[:4]
 
 
 class BlockCheck(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -29,6 +29,7 @@ import sqlite3
 import sys
 
 NOBODY = 65534
+RESULT_LOST = 3  # the exit status when the result pipe is gone (the code closed it)
 WORK_DIR = "/tmp/sandbox"  # inside the sandbox's own /tmp
 # mount(2) flags
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
@@ -46,10 +47,10 @@ REFUSED_PROCESSES = ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_
 REFUSED_ALWAYS = ("ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
                   "resource.setrlimit", "resource.prlimit", "sqlite3.enable_load_extension",
                   "sqlite3.load_extension")  # fmt: skip
-# Audit events whose first argument is a path the code changes.
+# Audit events whose first argument is a path the code changes, and those whose second too.
 CHANGES_PATH = ("os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
-                "os.utime", "os.symlink", "os.link", "os.rename", "shutil.rmtree",
-                "shutil.copyfile", "shutil.move")  # fmt: skip
+                "os.utime", "shutil.rmtree")  # fmt: skip
+CHANGES_PATHS = ("os.symlink", "os.link", "os.rename", "shutil.copyfile", "shutil.move")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -160,6 +161,10 @@ def guard(work: str, hidden: list[str], keep: list[str]) -> None:
     paths (only without a mount namespace) look absent, except the working directory and
     the interpreter's own directories inside them."""
 
+    def changes_inside(event: str, args: tuple) -> bool:
+        paths = args[:2] if event in CHANGES_PATHS else args[:1]
+        return all(inside(path, work) for path in paths)
+
     def concealed(path: object) -> bool:
         return any(inside(path, top) for top in hidden) and not any(
             inside(path, seen) for seen in (work, *keep)
@@ -181,8 +186,10 @@ def guard(work: str, hidden: list[str], keep: list[str]) -> None:
                 raise RefusedError("files outside its directory")
             if concealed(path):
                 raise FileNotFoundError(errno.ENOENT, "hidden by the sandbox", os.fsdecode(path))
-        elif event in CHANGES_PATH and args and not inside(args[0], work):
+        elif event in CHANGES_PATH + CHANGES_PATHS and not changes_inside(event, args):
             raise RefusedError("files outside its directory")
+        elif event in ("os.kill", "os.killpg") and args and args[0] not in (0, os.getpid()):
+            raise RefusedError("signals to other processes")
         elif event in ("os.listdir", "os.scandir") and args and concealed(args[0]):
             raise FileNotFoundError(errno.ENOENT, "hidden by the sandbox")
 
@@ -306,12 +313,16 @@ def main() -> None:
         os.dup2(null, fd)
     database = sqlite3.connect(":memory:")
     namespace = {"__name__": "__main__", "__builtins__": builtins}
+    sys.argv = [""]  # as for python -c: the code sees no arguments of the harness
     guard(work, hidden, keep)
     running = [0]
 
     def report(outcome: str, detail: str, last: bool = False) -> None:
         event = {"block": running[0], "outcome": outcome, "detail": detail, "last": last}
-        results.write(json.dumps(event) + "\n")
+        try:
+            results.write(json.dumps(event) + "\n")
+        except (OSError, ValueError):  # the code closed the pipe: say so by the exit status
+            leave(RESULT_LOST)
 
     def out_of_cpu(_signum: int, _frame: object) -> None:
         report("resource_limit", "CPU time", last=True)

@@ -30,6 +30,7 @@ import msgspec
 
 from laerebogen.config.schema import CodeCheck
 from laerebogen.errors import LaerebogenError
+from laerebogen.records import CODE_OUTCOMES as OUTCOMES
 from laerebogen.records import CodeOutcome
 
 Isolation = Literal["namespaces", "user-namespace", "none"]
@@ -37,6 +38,7 @@ HARNESS = Path(__file__).with_name("harness.py")
 # Hidden in every sandbox besides what the caller names: where users and programs keep files.
 HIDDEN_ALWAYS = ("/root", "/home", "/tmp", "/var/tmp", "/dev/shm", "/run", "/mnt", "/media")
 NAMESPACES = ["--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
+RESULT_LOST = 3  # the harness's exit status when the code closed its result pipe
 STARTUP_SECONDS = 30.0  # for the process to isolate itself; slow only on an overloaded node
 TMPFS_MB = 64
 EXPLANATION = {
@@ -156,7 +158,7 @@ class Sandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 cwd=work,
                 pass_fds=(job_read, result_write),
                 start_new_session=True,
@@ -198,12 +200,12 @@ class Sandbox:
                     break
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
-                    event = json.loads(line)
+                    event = _event(line)
                     if event.get("ready"):
                         ready = True
-                    elif event.get("block") == len(done):
-                        done.append(Ran(event["outcome"], event.get("detail", "")))
-                        ended = ended or event.get("last", False)
+                    elif event.get("block") == len(done) and event.get("outcome") in OUTCOMES:
+                        done.append(Ran(event["outcome"], str(event.get("detail", ""))[:200]))
+                        ended = ended or event.get("last") is True
                     deadline = time.monotonic() + self.settings.timeout_seconds
         if not ready:
             _kill(process)
@@ -217,6 +219,16 @@ class Sandbox:
         )
 
 
+def _event(line: bytes) -> dict:
+    """One line of the result pipe; anything else (the checked code can write to the pipe
+    too) is no event, and never stops the step."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
 def _ended(process: subprocess.Popen[bytes]) -> Ran:
     """The outcome of the block running when the process ended without reporting it: the
     kernel killed it (the CPU limit's SIGKILL, or out of memory; exits the code asks for are
@@ -226,6 +238,8 @@ def _ended(process: subprocess.Popen[bytes]) -> Ran:
     except subprocess.TimeoutExpired:
         _kill(process)
         status = process.wait()
+    if status == RESULT_LOST:
+        return Ran("not_verifiable", "no result reported")
     if status < 0:
         with contextlib.suppress(ValueError):
             return Ran("resource_limit", f"killed by {signal.Signals(-status).name}")

@@ -39,7 +39,7 @@ from laerebogen.outputs.export import (
 )
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.plan import final_records
-from laerebogen.records import LANGUAGE_SCORE, Annotation, CodeOutcome, Example
+from laerebogen.records import CODE_FAILURES, LANGUAGE_SCORE, Annotation, CodeOutcome, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
 from laerebogen.store.atomic import atomic_write
@@ -109,9 +109,8 @@ class AnnotationStats(msgspec.Struct, frozen=True):
     harm: dict[str, int]  # "nej" (harmless) and each hazard category -> conversations
 
 
-OUTCOMES: tuple[CodeOutcome, ...] = (
-    "ok", "syntax_error", "exception", "timeout", "resource_limit", "not_verifiable", "not_checked",
-)  # fmt: skip
+# Outcomes in the order tables show them: what ran, the failures, what was not judged.
+OUTCOMES: tuple[CodeOutcome, ...] = ("ok", *CODE_FAILURES, "not_verifiable", "not_checked")
 TOP_DETAILS = 10  # the most frequent details (exception types, needs) per outcome in stats
 
 

@@ -95,6 +95,7 @@ GENERATION_ONLY = (
     "followups.turns=0",
     "grammar.enabled=false",
     "quality.enabled=false",
+    "code_check.enabled=false",
     "annotate.enabled=false",
 )
 
