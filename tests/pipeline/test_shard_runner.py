@@ -184,3 +184,44 @@ def test_the_code_check_step_contains_hostile_code_and_the_run_goes_on(tmp_path:
     }, outcomes
     assert file_digests(run, "code_check") == before
     assert not home_file.exists()
+
+
+def test_a_killed_code_check_shard_resumes_without_running_committed_code_again(
+    tmp_path: Path,
+) -> None:
+    """A chunk of the code_check step is committed like a model step's: killed while its
+    second chunk runs, the rerun (a new attempt) checks only the records after the first."""
+    records = [
+        conversation("Kode?", f"```python\nimport time\ntime.sleep({seconds})\n```", index=index)
+        for index, seconds in enumerate([0, 0, 3, 0])
+    ]
+    store, _ = finished_run(
+        tmp_path,
+        records,
+        overrides=["engine.chunk_size=2", "code_check.timeout_seconds=20"],
+        annotate=False,
+        code_checks=[],
+        stop_before="code_check",
+    )
+    run, journal = store.root, store.root / "code_check" / "shard-00000.journal"
+    command = [sys.executable, "-m", "laerebogen", "shard", "--run", str(run)]
+    shard = subprocess.Popen(
+        [*command, "--step", "code_check", "--index", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and journal.read_bytes().count(b"\n") >= 1):
+        assert shard.poll() is None and time.monotonic() < deadline, "no chunk committed"
+        time.sleep(0.05)
+    os.killpg(shard.pid, signal.SIGKILL)  # the sandboxes of the second chunk die with it
+    shard.wait()
+    assert not store.is_done("code_check", 0)
+    resumed = laerebogen(*command[3:], "--step", "code_check", "--index", "0", "--attempt", "1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after 1 committed chunks" in resumed.stderr
+    attempts = [
+        record.provenance.steps[-1].attempt for record in store.read_records("code_check", 0)
+    ]
+    assert attempts == [0, 0, 1, 1]
