@@ -396,9 +396,10 @@ class Slurm(_Section):
         SlurmJob,
         doc("Resources of a shard task; its `gpus` also weigh the GPU-hours `status` reports"),
     ] = SlurmJob()
-    cpu_job: Annotated[SlurmJob, doc("Resources of the merge jobs")] = SlurmJob(
-        gpus=0, cpus=4, mem_gb=16, time_minutes=120
-    )
+    cpu_job: Annotated[
+        SlurmJob,
+        doc("Resources of the merge jobs and of the shards of steps without a model (code_check)"),
+    ] = SlurmJob(gpus=0, cpus=4, mem_gb=16, time_minutes=120)
     extra: Annotated[
         dict[str, str | int | bool], doc("Further sbatch options (`true`: a flag without a value)")
     ] = {}
