@@ -8,7 +8,6 @@ reason (the first way a block failed) and the record.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import msgspec
 from laerebogen.chunking import chunked
 from laerebogen.codecheck.check import check_all
 from laerebogen.codecheck.sandbox import Sandbox
+from laerebogen.commands.item_files import json_lines
 from laerebogen.config.schema import CodeCheck
 from laerebogen.errors import LaerebogenError
 from laerebogen.records import CODE_FAILURES, Message
@@ -30,29 +30,17 @@ ROLES = ("system", "user", "assistant")
 
 def read_conversations(path: Path) -> Iterator[tuple[str, dict, tuple[Message, ...]]]:
     """(location, JSON object, messages) of each line; a malformed line is a one-line error."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise LaerebogenError(f"{path}: no such file") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            location = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise LaerebogenError(f"{location}: not JSON ({error})") from None
-            messages = record.get("messages") if isinstance(record, dict) else None
-            if not isinstance(messages, list) or not all(
-                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
-                for m in messages
-            ):
-                raise LaerebogenError(
-                    f'{location}: expected {{"messages": [{{"role": "user" | "assistant", '
-                    '"content": "..."}, ...]}'
-                )
-            yield location, record, tuple(Message(m["role"], m["content"]) for m in messages)
+    for location, _, record in json_lines(path):
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+            for m in messages
+        ):
+            raise LaerebogenError(
+                f'{location}: expected {{"messages": [{{"role": "user" | "assistant", '
+                '"content": "..."}, ...]}'
+            )
+        yield location, record, tuple(Message(m["role"], m["content"]) for m in messages)
 
 
 def check_code_file(

@@ -76,6 +76,13 @@ def read_items(path: str | Path) -> Iterator[Item]:
             example = (record.instruction, record.input, record.output)
             yield Item(f"{path}#{number}", msgspec.json.encode(record), (example,))
         return
+    for location, line, record in json_lines(path):
+        yield Item(location, line, _examples(record, location))
+
+
+def json_lines(path: Path) -> Iterator[tuple[str, bytes, object]]:
+    """(``file:line``, the line, its parsed JSON) of each non-empty line; a line that is not
+    JSON, or a missing file, is a one-line error."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed below; a generator owns it)
     except FileNotFoundError:
@@ -90,7 +97,7 @@ def read_items(path: str | Path) -> Iterator[Item]:
                 record = json.loads(stripped)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise LaerebogenError(f"{location}: not JSON ({error})") from None
-            yield Item(location, stripped, _examples(record, location))
+            yield location, stripped, record
 
 
 def dedup_items(
