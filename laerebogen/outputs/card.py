@@ -263,8 +263,8 @@ def _annotation(stats: DatasetStats, config: Config) -> str:
 
 
 SANDBOXES = {
-    "namespaces": "network, process and mount namespaces (no network device at all), as the "
-    "user nobody",
+    "namespaces": "network, process and mount namespaces (no network but its own loopback), as "
+    "the user nobody",
     "user-namespace": "user, network, process and mount namespaces, without capabilities",
     "none": "no namespaces (the machine allowed none): the process refused sockets, new "
     "processes and writes outside its directory itself",
