@@ -180,19 +180,20 @@ class Driver:
                 raise RunFailedError(self.failure_report(plan, exhausted, jobs, states))
             submit = waiting[: self.launcher.free_slots()]
             if submit:
-                attempts = {s.index: s.attempt for s in jobs.submissions}
-                cpu = plan.stage in CPU_STAGES
-                root, attempt = str(self.store.root), attempts.get
-                tasks = [
-                    Task(root, plan.step, index, attempt(index, -1) + 1, cpu=cpu or index == MERGE)
-                    for index in submit
-                ]
+                tasks = [self._task(plan, index, jobs) for index in submit]
                 jobs.submissions.extend(self.launcher.submit(tasks, self.session))
                 self.store.write_state(jobs_file(plan.step), jobs)
                 continue  # show the new jobs as running at once
             self._show(plan, indices, active, exhausted, start)
             if not self.launcher.synchronous:
                 self._wait([index for index in remaining if index in active], done)
+
+    def _task(self, plan: StepPlan, index: int, jobs: StepJobs) -> Task:
+        """The next attempt of shard ``index`` (or the merge) of ``plan``'s step; merges and
+        the shards of a step without a model need no GPU."""
+        attempt = 1 + max((s.attempt for s in jobs.submissions if s.index == index), default=-1)
+        cpu = index == MERGE or plan.stage in CPU_STAGES
+        return Task(str(self.store.root), plan.step, index, attempt, cpu=cpu)
 
     def _wait(self, running: Sequence[int], done: Callable[[int], bool]) -> None:
         """Sleep until the next look at the jobs, or until a running job's files say it

@@ -80,12 +80,12 @@ def run_shard(
                 context = Context(
                     run_seed=config.seed, round=plan.round, shard=index, attempt=attempt
                 )
-                work = ShardWork(writer, config, context, f"{step} shard {index}", log)
-                work.done, work.total = len(inputs) - len(pending), len(inputs)
+                work = ShardWork(writer, config, context, log, label=f"{step} shard {index}",
+                                 pending=pending, total=len(inputs))  # fmt: skip
                 if isinstance(stage, CpuStage):
-                    work.run_cpu_stage(stage, pending)
+                    work.run_cpu_stage(stage)
                 else:
-                    work.run_model_stage(stage, pending, own)
+                    work.run_model_stage(stage, own)
             manifest = writer.finish()
     finally:
         if engines is None:
@@ -102,16 +102,25 @@ class ShardWork:
     the next starts, with a log line after each."""
 
     def __init__(
-        self, writer: ShardWriter, config: Config, context: Context, label: str, log: Log
+        self,
+        writer: ShardWriter,
+        config: Config,
+        context: Context,
+        log: Log,
+        *,
+        label: str,
+        pending: list[Example],
+        total: int,
     ) -> None:
-        self.writer, self.config, self.context, self.label, self.log = (
-            writer, config, context, label, log,
-        )  # fmt: skip
-        self.done = self.total = self.records = self.tokens = 0
+        self.writer, self.config, self.context, self.log = writer, config, context, log
+        self.label = label  # the shard, as log lines name it
+        self.pending = pending  # the inputs no earlier process committed
+        self.total = total  # the shard's inputs
+        self.done = self.records = self.tokens = 0  # of the pending inputs, in this process
         self.start = time.monotonic()
 
-    def run_model_stage(self, stage: Stage, pending: list[Example], engines: EngineCache) -> None:
-        """Load the stage's model, then drive the stage over ``pending``."""
+    def run_model_stage(self, stage: Stage, engines: EngineCache) -> None:
+        """Load the stage's model, then drive the stage over the pending inputs."""
         loading = time.monotonic()
         self.writer.report(LiveProgress("loading model"))
         engine = engines.get(self.config, stage.role)
@@ -119,16 +128,16 @@ class ShardWork:
         self.writer.report(LiveProgress("generating"))
         generate = partial(engine.generate, answered=LiveReports(self.writer))
         context = msgspec.structs.replace(self.context, model=engine.name)
-        for chunk in chunked(pending, self.config.engine.chunk_size):
+        for chunk in chunked(self.pending, self.config.engine.chunk_size):
             outcomes, funnel = drive(stage, chunk, context, generate)
             self.commit(chunk, outcomes, funnel.prompt_tokens, funnel.completion_tokens)
             self.writer.report(LiveProgress("generating"))  # its answers are committed now
 
-    def run_cpu_stage(self, stage: CpuStage, pending: list[Example]) -> None:
-        """Run a stage that needs no model over ``pending``."""
+    def run_cpu_stage(self, stage: CpuStage) -> None:
+        """Run a stage that needs no model over the pending inputs."""
         self.writer.started(0.0)
-        for chunk in chunked(pending, self.config.engine.chunk_size):
-            self.writer.report(LiveProgress("running", self.done, self.total))
+        self.writer.report(LiveProgress("running"))
+        for chunk in chunked(self.pending, self.config.engine.chunk_size):
             self.commit(chunk, stage.process_chunk(chunk, self.context))
 
     def commit(
@@ -155,4 +164,5 @@ class ShardWork:
         else:
             self.tokens += completion_tokens
             rate = f"{self.tokens / elapsed:.0f} tokens/s"
-        self.log(f"{self.label}: {self.done}/{self.total} inputs, {self.records} records, {rate}")
+        done = self.total - len(self.pending) + self.done
+        self.log(f"{self.label}: {done}/{self.total} inputs, {self.records} records, {rate}")

@@ -85,7 +85,7 @@ class ShardProgress(NamedTuple):
 class LiveProgress(msgspec.Struct, frozen=True):
     """What a working shard does between its commits, for progress displays only: its phase,
     and in the vLLM call under way the requests answered of those asked and their tokens
-    (for a stage without a model, ``running``: the shard's inputs done of all)."""
+    (a stage without a model is only ``running``)."""
 
     phase: Literal["loading model", "generating", "running"]
     answered: int = 0
