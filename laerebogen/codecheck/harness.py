@@ -229,6 +229,8 @@ def classify(error: BaseException) -> tuple[str, str]:
         return "resource_limit", "memory"
     if isinstance(error, OSError) and error.errno in (errno.EAGAIN, errno.EMFILE, errno.EFBIG):
         return "resource_limit", os.strerror(error.errno)
+    if isinstance(error, RuntimeError) and "can't start new thread" in str(error):
+        return "resource_limit", "processes"  # threads count against RLIMIT_NPROC
     if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.ECONNREFUSED):
         return "not_verifiable", "needs network"
     return "exception", type(error).__name__

@@ -233,6 +233,16 @@ def test_the_limits_cannot_be_raised_again(sandbox: Sandbox) -> None:
     ]  # fmt: skip
 
 
+def test_threads_past_the_process_limit_are_a_resource_limit() -> None:
+    """Threads count against the processes of the sandbox's user (not enforced for root,
+    so only where the code runs as nobody)."""
+    if not supports("namespaces"):
+        pytest.skip("this machine has no namespaces sandbox")
+    sandbox = Sandbox(msgspec.structs.replace(LIMITS, processes=1), isolation="namespaces")
+    results = sandbox.run(python("import threading\nthreading.Thread(target=print).start()"))
+    assert results == [Ran("resource_limit", "processes")]
+
+
 @pytest.mark.parametrize("isolation", ["namespaces", "user-namespace"])
 def test_namespaces_leave_the_code_without_network_devices_or_privileges(
     isolation: str,
