@@ -24,6 +24,10 @@ from tests.support.slurm_cluster import require_slurm
 BENCHMARKS = REPOSITORY / "benchmarks"
 # Small arguments of each benchmark, and the keys its RESULT line must carry.
 SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
+    "code_check.py": (
+        ["--snippets", "40", "--baseline", "10"],
+        {"minutes_10000", "sandbox_vs_plain", "isolation", "ok"},
+    ),
     "constrained_decoding.py": (
         ["--requests", "2", "--max-tokens", "4"],
         {"free_slowdown", "bounded_slowdown", "free_vs_bounded_speedup"},
