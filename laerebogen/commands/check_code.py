@@ -22,7 +22,8 @@ from laerebogen.codecheck.sandbox import Sandbox
 from laerebogen.commands.item_files import json_lines
 from laerebogen.config.schema import CodeCheck
 from laerebogen.errors import LaerebogenError
-from laerebogen.records import CODE_FAILURES, Message
+from laerebogen.outputs.export import failed_outcomes
+from laerebogen.records import Message
 
 CHUNK = 256  # conversations checked between progress lines
 ROLES = ("system", "user", "assistant")
@@ -68,7 +69,7 @@ def check_code_file(
             if not failed:
                 kept.append(line)
                 continue
-            reason = f"code_{min(failed, key=lambda c: CODE_FAILURES.index(c.outcome)).outcome}"
+            reason = f"code_{failed_outcomes(failed)[0]}"
             reasons[reason] += 1
             detail = "; ".join(f"message {c.message} block {c.block}: {c.outcome} {c.detail}"
                                for c in failed)  # fmt: skip
