@@ -14,7 +14,13 @@ from typing import Literal, get_args
 import msgspec
 
 Role = Literal["system", "user", "assistant"]
-Origin = Literal["seed", "self-instruct", "evolved"]
+# How a record's first exchange was written: a seed, a base source's stage, an import, or an
+# evolution of another record.
+Origin = Literal["seed", "self-instruct", "magpie", "grounded", "imported", "evolved"]
+# The source of every record made before this field existed, and of base generation's.
+SELF_INSTRUCT = "self_instruct"
+# An imported dataset's records have the source ``import:<name>``.
+IMPORT_PREFIX = "import:"
 
 
 # The score the merge gives each kept record in ``Example.scores``: the language filter's
@@ -41,14 +47,28 @@ class Step(msgspec.Struct, frozen=True, omit_defaults=True):
     note: str = ""
 
 
+class Passage(msgspec.Struct, frozen=True):
+    """A passage of a grounded source's corpus: its file and its id within the corpus."""
+
+    file: str
+    id: str
+
+
 class Provenance(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Where a record comes from: its origin, evolution generation, parent and steps."""
+    """Where a record comes from: its origin, evolution generation, parent and steps.
+
+    ``source`` names the source of its task (``self_instruct``, ``magpie``, ``grounded`` or
+    ``import:<name>``) and stays with every record derived from it; ``passage`` is the corpus
+    passage a grounded task rests on.
+    """
 
     origin: Origin
     generation: int = 0
     operation: str | None = None
     parent_id: str | None = None
     steps: tuple[Step, ...] = ()
+    source: str = SELF_INSTRUCT
+    passage: Passage | None = None
 
 
 # The annotation's verdict on harm when a conversation is harmless; any other value names the

@@ -44,7 +44,13 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
         key = f"{path}.{field.name}" if path else field.name
         kind, bounds, description = _unwrap(field.type, key)
         default = _default(field, defaults)
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        if get_origin(kind) is dict and _is_table(get_args(kind)[1]):
+            table = f"{key}.<name>"  # a table of named tables, each like the value type
+            tables[table] = (get_args(kind)[1], None)
+            rows.append(
+                _row(field.name, "`table`", f"`{_toml(default)}`, see `[{table}]`", description)
+            )
+        elif _is_table(kind):
             table = f"{path}.{placeholder}" if placeholder else key
             if tables.setdefault(table, (kind, default)) != (kind, default):
                 raise ValueError(f"{key}: differs from the other tables of [{table}]")
@@ -57,6 +63,11 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
     yield "\n".join(rows)
     for table, (kind, default) in tables.items():
         yield from _sections(kind, table, default)
+
+
+def _is_table(hint: Any) -> bool:
+    """Whether ``hint`` is a config Struct (a TOML table)."""
+    return isinstance(hint, type) and issubclass(hint, msgspec.Struct)
 
 
 def _unwrap(hint: Any, key: str) -> tuple[Any, dict[str, float], str]:

@@ -285,6 +285,116 @@ class Annotate(_InstructStage):
         return Path(os.path.expandvars(self.taxonomy)).expanduser()
 
 
+# The sources that write new tasks, in the order their rounds run; imports come on top.
+BASE_SOURCES = ("self_instruct", "magpie", "grounded")
+MagpieSteering = Literal["system", "user_start", "none"]
+QUESTION_KINDS = ("hvem", "hvad", "hvor", "hvornår", "hvorfor", "hvordan", "forklar", "sammenlign")
+
+
+class Magpie(_InstructStage):
+    """Magpie: the instruct model writes a user's message from its bare chat template, then
+    answers it. One prompt slot makes at most one task."""
+
+    steering: Annotated[
+        MagpieSteering,
+        doc(
+            "Where the Danish steering text goes: `system`, a system message; `user_start`, the "
+            "start of the user's turn (kept in the message); `none`, the bare template"
+        ),
+    ] = "system"
+    sampling: Annotated[Sampling, doc("Sampling of the user messages")] = Sampling(
+        temperature=1.0, max_tokens=512
+    )
+    answer_sampling: Annotated[Sampling, doc("Sampling of the answers")] = Sampling(
+        temperature=0.7, max_tokens=2048
+    )
+
+
+class Grounded(_InstructStage):
+    """Questions grounded in a corpus of Danish texts: one question, answer and judgement per
+    passage."""
+
+    corpus: Annotated[
+        str,
+        doc("JSONL file with a `text` field per line, or a folder of `.txt` files (`$VARS`, `~`)"),
+    ] = ""
+    min_passage_chars: Annotated[
+        Positive, doc("Shortest passage: shorter paragraphs are joined with the next")
+    ] = 300
+    max_passage_chars: Annotated[
+        Positive, doc("Longest passage: a longer paragraph is cut at a sentence end")
+    ] = 1500
+    closed_book_share: Annotated[
+        Fraction,
+        doc("Share of tasks whose passage the user does not see (the rest: reading comprehension)"),
+    ] = 0.5
+    kinds: Annotated[
+        list[str], doc("Question kinds drawn from uniformly (`hvem`, `hvad`, ... `sammenlign`)")
+    ] = msgspec.field(default_factory=lambda: list(QUESTION_KINDS))
+    sampling: Annotated[Sampling, doc("Sampling of the questions and the judgements")] = Sampling(
+        temperature=0.8, max_tokens=256
+    )
+    answer_sampling: Annotated[Sampling, doc("Sampling of the answers")] = Sampling(
+        temperature=0.5, max_tokens=1024
+    )
+
+    def __post_init__(self) -> None:
+        if self.min_passage_chars > self.max_passage_chars:
+            raise ValueError("min_passage_chars is above max_passage_chars")
+        if unknown := sorted(set(self.kinds) - set(QUESTION_KINDS)) or not self.kinds:
+            raise ValueError(f"kinds must be among {', '.join(QUESTION_KINDS)}, not {unknown}")
+
+    def corpus_path(self) -> Path:
+        """The corpus file or folder."""
+        return Path(os.path.expandvars(self.corpus)).expanduser()
+
+
+class ImportSource(_Section):
+    """An existing instruction dataset brought into the run."""
+
+    path: Annotated[str, doc("JSONL or Parquet file, Alpaca form or messages form (`$VARS`, `~`)")]
+    step: Annotated[
+        str, doc("The step its records enter at (e.g. `grammar`); it must be one of the run's")
+    ] = "grammar"
+
+    def file_path(self) -> Path:
+        """The file to import."""
+        return Path(os.path.expandvars(self.path)).expanduser()
+
+
+class Sources(_Section):
+    """Where tasks come from: the base sources' shares of `generation.target`, and imports."""
+
+    shares: Annotated[
+        dict[str, float],
+        doc(
+            "Share of the base target per source (`self_instruct`, `magpie`, `grounded`); the "
+            "shares add up to 1"
+        ),
+    ] = msgspec.field(default_factory=lambda: {"self_instruct": 1.0})
+    magpie: Annotated[Magpie, doc("Magpie: tasks written from the bare chat template")] = Magpie()
+    grounded: Annotated[Grounded, doc("Questions and answers grounded in a corpus")] = Grounded()
+    imports: Annotated[
+        dict[str, ImportSource],
+        doc("Datasets to import, by name (their records' source is `import:<name>`)"),
+    ] = {}
+
+    def __post_init__(self) -> None:
+        if unknown := sorted(set(self.shares) - set(BASE_SOURCES)):
+            choices = ", ".join(BASE_SOURCES)
+            raise ValueError(f"unknown source {unknown[0]!r}: choose from {choices}")
+        if any(share <= 0 for share in self.shares.values()):
+            raise ValueError("every share must be above 0 (leave a source out instead)")
+        if abs(sum(self.shares.values()) - 1.0) > 1e-6:
+            raise ValueError(f"the shares add up to {sum(self.shares.values()):g}, not 1")
+        if self.shares.get("grounded") and not self.grounded.corpus:
+            raise ValueError("the grounded source needs `sources.grounded.corpus`")
+
+    def active(self) -> list[str]:
+        """The base sources with a share, in the order their rounds run."""
+        return [source for source in BASE_SOURCES if source in self.shares]
+
+
 class CodeCheck(_Section):
     """Execution of the Python and SQL blocks of the answers in a sandbox (a CPU step)."""
 
@@ -452,6 +562,9 @@ class Config(_Section):
     engine: Annotated[Engine, doc("How vLLM is run and fed")] = Engine()
     generation: Annotated[Generation, doc("Base generation with the pretrained model")] = (
         Generation()
+    )
+    sources: Annotated[Sources, doc("Sources of tasks besides Self-Instruct, and their shares")] = (
+        Sources()
     )
     grammar: Annotated[Grammar, doc("Grammar correction")] = Grammar()
     quality: Annotated[Quality, doc("Quality judgement and rewriting")] = Quality()

@@ -250,6 +250,8 @@ class EvolutionStage(Stage):
                 operation=label,
                 parent_id=record.id,
                 steps=(*record.provenance.steps, step),
+                source=record.provenance.source,
+                passage=record.provenance.passage,
             ),
         )
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from laerebogen.config.reference import reference_markdown, render_tables
-from laerebogen.config.schema import Config, Model, Models
+from laerebogen.config.schema import Config, ImportSource, Model, Models
 from tests.support.paths import REPOSITORY
 
 README = REPOSITORY / "README.md"
@@ -44,6 +44,8 @@ def struct_fields(struct: type[msgspec.Struct], path: str) -> Iterator[tuple[str
         if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
             table = "models.<role>" if struct is Models else f"{path}.{field.name}".lstrip(".")
             yield from struct_fields(kind, table)
+        elif get_origin(kind) is dict and get_args(kind)[1] is ImportSource:
+            yield from struct_fields(get_args(kind)[1], f"{path}.{field.name}.<name>")
 
 
 def test_the_readme_shows_the_generated_reference() -> None:
