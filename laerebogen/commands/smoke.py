@@ -33,7 +33,7 @@ import msgspec
 from laerebogen.config.schema import Config
 from laerebogen.launch.task import MERGE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
-from laerebogen.pipeline.plan import chain, generation_rounds, inputs_per_shard, merge_file
+from laerebogen.pipeline.plan import base_records, chain, inputs_per_shard, merge_file
 from laerebogen.stages import CPU_STAGES
 from laerebogen.store.run_dir import RunStore
 
@@ -114,8 +114,7 @@ class Projection(NamedTuple):
 
 def project(store: RunStore, smoke: Config, full: Config, executor: str) -> Projection:
     """Measure every merged step of the smoke run in ``store`` and project ``full``'s run."""
-    base = sum(kept for _, kept in generation_rounds(store)) or 1
-    base = min(base, smoke.generation.target)
+    base = base_records(store, smoke) or 1
     scale = full.generation.target / base
     slurm = executor == "slurm"
     parallelism = full.slurm.array_parallelism if slurm else full.launch.local_parallelism

@@ -29,7 +29,7 @@ import msgspec
 from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.filtering.readability import SCORES, conversation_scores
-from laerebogen.pipeline.plan import chain, final_records, generation_step
+from laerebogen.pipeline.plan import chain, final_records, first_step
 from laerebogen.records import CODE_FAILURES, Annotation, BlockCheck, Example, Message
 from laerebogen.store.atomic import atomic_lines, atomic_write
 from laerebogen.store.run_dir import RunStore
@@ -371,7 +371,7 @@ def check_finished(store: RunStore) -> None:
     steps = list(chain(store))
     plan, merged = steps[-1] if steps else (None, None)
     if merged is None or merged.next is not None:
-        step = merged.next if merged else plan.step if plan else generation_step(1)
+        step = merged.next if merged else plan.step if plan else first_step(store)
         raise StoreError(
             f"{store.root}: the run is not finished ({step} is not merged); "
             "run `laerebogen dataset` with this --run to finish it"

@@ -1,8 +1,11 @@
 """The recipe as a chain of steps over a run directory: which step follows, with which inputs.
 
-A *step* is one run of a stage over input shards: ``generation-01`` ... (rounds of base
-generation), ``grammar``, ``quality``, ``evolution-01`` ... (generations), ``followups``,
-``code_check``, ``annotate``.
+A *step* is one run of a stage over input shards: the rounds of the base sources
+(``generation-01`` ... for Self-Instruct, ``magpie-01`` ..., ``grounded-01`` ...), ``grammar``,
+``quality``, ``evolution-01`` ... (generations), ``followups``, ``code_check``, ``annotate``.
+A round asks each base source that is still short of its share of the target, in the order of
+:data:`~laerebogen.config.schema.BASE_SOURCES`; every base step's merge deduplicates against
+the seeds and every base step before it, whatever its source.
 Planning a step writes its input shards and then ``<step>/plan.json``, the marker that the
 step may run; a planned step is never planned again, so shards never see their inputs change.
 The merge job of a step calls :func:`plan_next` and so writes the next step's inputs; the
@@ -15,12 +18,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Iterator
+from itertools import chain as chain_iterables
 from itertools import islice
 
 import msgspec
 
 from laerebogen.chunking import chunked
-from laerebogen.config.schema import Config
+from laerebogen.config.schema import BASE_SOURCES, Config
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.store.run_dir import RunStore
@@ -30,6 +34,13 @@ from laerebogen.store.run_dir import RunStore
 ROUND_MARGIN = 1.1
 # A later round never plans more than this many times the first round's prompts.
 MAX_ROUND_GROWTH = 4
+# The stage of each base source; its rounds are the steps ``<stage>-01`` ...
+SOURCE_STAGES = {"self_instruct": "generation", "magpie": "magpie", "grounded": "grounded"}
+BASE_STAGES = tuple(SOURCE_STAGES.values())
+STAGE_SOURCES = {stage: source for source, stage in SOURCE_STAGES.items()}
+# Magpie and grounded make at most one record per input: their first round has this many
+# inputs per record wanted (Self-Instruct's is `generation.first_round_prompts`).
+FIRST_ROUND_MARGIN = 1.5
 # Stages that judge the finished conversations and change no text: each takes the previous
 # one's records, and their merges neither screen nor deduplicate again.
 JUDGING_STAGES = ("code_check", "annotate")
@@ -81,8 +92,8 @@ def read_merge(store: RunStore, step: str) -> MergeResult | None:
 
 def chain(store: RunStore) -> Iterator[tuple[StepPlan, MergeResult | None]]:
     """The run's planned steps in order, each with its merge result (None while it runs):
-    from ``generation-01`` along each merge result's ``next``."""
-    step: str | None = generation_step(1)
+    from the first base source's first round along each merge result's ``next``."""
+    step: str | None = first_step(store)
     seen: set[str] = set()
     while step is not None and step not in seen:
         plan = read_plan(store, step)
@@ -94,9 +105,35 @@ def chain(store: RunStore) -> Iterator[tuple[StepPlan, MergeResult | None]]:
         step = merged.next if merged is not None else None
 
 
+def base_step(source: str, round: int) -> str:
+    """The step name of round ``round`` (1-based) of a base source."""
+    return f"{SOURCE_STAGES[source]}-{round:02d}"
+
+
 def generation_step(round: int) -> str:
-    """The step name of base-generation round ``round`` (1-based)."""
-    return f"generation-{round:02d}"
+    """The step name of Self-Instruct's round ``round`` (1-based)."""
+    return base_step("self_instruct", round)
+
+
+def first_step(store: RunStore) -> str:
+    """The run's first step: round 1 of the first base source that has one (before anything
+    is planned: Self-Instruct's)."""
+    for source in BASE_SOURCES:
+        if read_plan(store, base_step(source, 1)) is not None:
+            return base_step(source, 1)
+    return generation_step(1)
+
+
+def source_targets(config: Config) -> dict[str, int]:
+    """Each active base source's share of ``generation.target`` in records; the shares are
+    rounded so that they add up to the target (largest remainders first)."""
+    target = config.generation.target
+    shares = {source: config.sources.shares[source] * target for source in config.sources.active()}
+    counts = {source: math.floor(share) for source, share in shares.items()}
+    by_remainder = sorted(shares, key=lambda source: counts[source] - shares[source])
+    for source in by_remainder[: target - sum(counts.values())]:
+        counts[source] += 1
+    return counts
 
 
 def later_steps(config: Config) -> list[tuple[str, str, int]]:
@@ -127,17 +164,26 @@ def stages_to_run(store: RunStore, config: Config) -> list[str]:
     models for. Generation is over once a merged step names a later step or nothing."""
     merged = [(plan.step, result) for plan, result in chain(store) if result is not None]
     generating = not any(
-        result.next is None or not result.next.startswith("generation") for _, result in merged
+        result.next is None or step_stage(result.next) not in BASE_STAGES for _, result in merged
     )
     done = {step for step, _ in merged}
     later = [stage for step, stage, _ in later_steps(config) if step not in done]
-    return list(dict.fromkeys(["generation", *later] if generating else later))
+    base = [SOURCE_STAGES[source] for source in config.sources.active()]
+    return list(dict.fromkeys([*base, *later] if generating else later))
+
+
+def step_stage(step: str) -> str:
+    """The stage of a step, from its name: ``magpie-02`` is a step of ``magpie``."""
+    stage, _, round = step.rpartition("-")
+    return stage if stage in (*BASE_STAGES, "evolution") and round.isdigit() else step
 
 
 def inputs_per_shard(config: Config, stage: str) -> int:
     """How many inputs a shard of ``stage`` gets: prompts in generation, records elsewhere."""
     if stage == "generation":
         return config.generation.prompts_per_shard
+    if stage in BASE_STAGES:
+        return int(getattr(config.sources, stage).records_per_shard)
     return int(getattr(config, stage).records_per_shard)
 
 
@@ -164,52 +210,129 @@ def write_step(
     return plan
 
 
-def plan_first(store: RunStore, config: Config) -> StepPlan:
-    """The first round of base generation: ``first_round_prompts`` prompt slots."""
-    from laerebogen.stages.generation import prompt_slots
-
-    slots = prompt_slots(1, config.generation.first_round_prompts)
-    return write_step(store, config, (generation_step(1), "generation", 1), slots)
+def plan_first(store: RunStore, config: Config) -> StepPlan | None:
+    """Round 1 of the first base source (planned once); None when it has no inputs."""
+    return plan_base_round(store, config, config.sources.active()[0], 1)
 
 
-def round_prompts(config: Config, rounds: list[tuple[int, int]]) -> int:
-    """Prompts for the next round from ``rounds`` so far, as (prompts, records kept).
+def round_size(config: Config, source: str, rounds: list[tuple[int, int]]) -> int:
+    """Inputs of a base source's next round from its ``rounds`` so far, as (inputs, kept).
 
-    The missing records divided by the last round's yield per prompt, with a margin; the
-    first round's count when nothing was kept yet. Never less than one shard's worth (or the
-    first round, if smaller): a shard's start-up, loading the model, costs the same however
-    few prompts it has, and a round that falls a few records short costs a whole further
-    round.
+    The first round: Self-Instruct's ``first_round_prompts``, else the source's target times
+    :data:`FIRST_ROUND_MARGIN`. Later: the missing records divided by the last round's yield
+    per input, with a margin; the first round's count when nothing was kept yet. Never less
+    than one shard's worth (or the first round, if smaller): a shard's start-up, loading the
+    model, costs the same however few inputs it has, and a round that falls a few records
+    short costs a whole further round. Never more than :data:`MAX_ROUND_GROWTH` first rounds.
     """
-    settings = config.generation
+    target = source_targets(config)[source]
+    stage = SOURCE_STAGES[source]
+    if source == "self_instruct":
+        first = config.generation.first_round_prompts
+    else:
+        first = math.ceil(target * FIRST_ROUND_MARGIN)
+    if not rounds or rounds[-1][1] == 0:
+        return first
     have = sum(kept for _, kept in rounds)
-    prompts, kept = rounds[-1]
-    if kept == 0:
-        return settings.first_round_prompts
-    needed = math.ceil((settings.target - have) * prompts / kept * ROUND_MARGIN)
-    least = min(settings.prompts_per_shard, settings.first_round_prompts)
-    return max(least, min(needed, MAX_ROUND_GROWTH * settings.first_round_prompts))
+    inputs, kept = rounds[-1]
+    needed = math.ceil((target - have) * inputs / kept * ROUND_MARGIN)
+    least = min(inputs_per_shard(config, stage), first)
+    return max(least, min(needed, MAX_ROUND_GROWTH * first))
 
 
-def generation_rounds(store: RunStore) -> list[tuple[int, int]]:
-    """(prompts, records kept) of every merged round of base generation, in order."""
+def source_rounds(store: RunStore, source: str) -> list[tuple[int, int]]:
+    """(inputs, records kept) of every merged round of a base source, in order."""
     rounds = []
     while True:
-        step = generation_step(len(rounds) + 1)
+        step = base_step(source, len(rounds) + 1)
         plan, merged = read_plan(store, step), store.merged_manifest(step)
         if plan is None or merged is None:
             return rounds
         rounds.append((plan.inputs, merged.outputs))
 
 
+def base_records(store: RunStore, config: Config) -> int:
+    """How many records the base sources' merged rounds kept, each up to its target."""
+    targets = source_targets(config)
+    return sum(
+        min(sum(kept for _, kept in source_rounds(store, source)), targets[source])
+        for source in config.sources.active()
+    )
+
+
+def round_inputs(
+    store: RunStore, config: Config, source: str, round: int, count: int
+) -> list[Example]:
+    """The inputs of a base source's round: prompt slots, or for the grounded source the
+    corpus passages no earlier round had (in an order shuffled with the run's seed)."""
+    from laerebogen.stages.generation import prompt_slots
+
+    if source != "grounded":
+        return prompt_slots(round, count)
+    from laerebogen.sources.corpus import corpus_passages
+
+    passages = corpus_passages(config.sources.grounded)
+    random.Random(f"{config.seed}/passages").shuffle(passages)
+    used = sum(inputs for inputs, _ in source_rounds(store, source)[: round - 1])
+    return passages[used : used + count]
+
+
+def plan_base_round(store: RunStore, config: Config, source: str, round: int) -> StepPlan | None:
+    """Plan round ``round`` of ``source`` (once) from its earlier rounds; None when the
+    source has no inputs left (a corpus whose passages are all used)."""
+    step = base_step(source, round)
+    planned = read_plan(store, step)
+    if planned is not None:
+        return planned
+    # Only the rounds before this one: a round merged again decides as it did the first time.
+    rounds = source_rounds(store, source)[: round - 1]
+    inputs = round_inputs(store, config, source, round, round_size(config, source, rounds))
+    if not inputs:
+        return None
+    return write_step(store, config, (step, SOURCE_STAGES[source], round), inputs)
+
+
+def next_base_round(store: RunStore, config: Config, plan: StepPlan) -> StepPlan | None:
+    """After a base source's round: the next source in this round that is short of its
+    target, else the first short one in the next round (within ``generation.max_rounds``);
+    None when every source has its share, has run out of inputs, or the rounds are over."""
+    sources = config.sources.active()
+    done = STAGE_SOURCES[plan.stage]
+    targets = source_targets(config)
+    after = sources[sources.index(done) + 1 :]
+    candidates = [(source, plan.round) for source in after]
+    candidates += [(source, plan.round + 1) for source in sources]
+    for source, round in candidates:
+        if round > config.generation.max_rounds:
+            continue
+        have = sum(kept for _, kept in source_rounds(store, source)[: round - 1])
+        if have < targets[source]:
+            following = plan_base_round(store, config, source, round)
+            if following is not None:
+                return following
+    return None
+
+
+def base_steps_before(config: Config, plan: StepPlan) -> Iterator[str]:
+    """The names of the base steps that run before the base step ``plan``, in order: every
+    source's earlier rounds, and this round's sources before its own."""
+    sources = config.sources.active()
+    this = sources.index(STAGE_SOURCES[plan.stage])
+    for round in range(1, plan.round + 1):
+        for source in sources if round < plan.round else sources[:this]:
+            yield base_step(source, round)
+
+
 def generated(store: RunStore, config: Config) -> Iterator[Example]:
-    """The records of every round of base generation in order, up to the target."""
+    """The records of the base sources' rounds in order, each source up to its target."""
+    targets = source_targets(config)
 
-    def every_round() -> Iterator[Example]:
-        for round in range(1, len(generation_rounds(store)) + 1):
-            yield from store.read_merged(generation_step(round))
+    def every_round(source: str) -> Iterator[Example]:
+        for round in range(1, len(source_rounds(store, source)) + 1):
+            yield from store.read_merged(base_step(source, round))
 
-    return islice(every_round(), config.generation.target)
+    for source in config.sources.active():
+        yield from islice(every_round(source), targets[source])
 
 
 def base_set(store: RunStore, config: Config) -> Iterator[Example]:
@@ -232,8 +355,26 @@ def shuffled_pool(store: RunStore, config: Config) -> list[Example]:
     return records
 
 
+def import_step(name: str) -> str:
+    """The run directory's set of the imported dataset ``name``."""
+    return f"import-{name}"
+
+
+def imported(store: RunStore, config: Config, step: str) -> Iterator[Example]:
+    """The records of every import that enters at ``step``, by name."""
+    for name, source in sorted(config.sources.imports.items()):
+        if source.step == step:
+            yield from store.read_merged(import_step(name))
+
+
 def step_inputs(store: RunStore, config: Config, step: str) -> Iterable[Example]:
-    """The inputs of a step after base generation, from the merged sets before it."""
+    """The inputs of a step after base generation: from the merged sets before it, then the
+    imports that enter at it."""
+    return chain_iterables(_made_inputs(store, config, step), imported(store, config, step))
+
+
+def _made_inputs(store: RunStore, config: Config, step: str) -> Iterable[Example]:
+    """A later step's inputs made by the run's own steps."""
     names = [name for name, _, _ in later_steps(config)]
     position = names.index(step)
     stage = later_steps(config)[position][1]
@@ -270,19 +411,13 @@ def final_records(store: RunStore, config: Config) -> Iterable[Example]:
 def plan_next(store: RunStore, config: Config, plan: StepPlan) -> StepPlan | None:
     """After ``plan.step`` is merged: plan the step that follows it (None: only export is left).
 
-    After a round of base generation that is another round while the target is not reached
-    and rounds are left, else the first later step.
+    After a base source's round that is the next round of a source short of its share
+    (:func:`next_base_round`), else the first later step.
     """
-    if plan.stage == "generation":
-        # Only the rounds up to this one: a round merged again decides as it did the first time.
-        rounds = generation_rounds(store)[: plan.round]
-        have = sum(kept for _, kept in rounds)
-        if have < config.generation.target and plan.round < config.generation.max_rounds:
-            from laerebogen.stages.generation import prompt_slots
-
-            round = plan.round + 1
-            slots = prompt_slots(round, round_prompts(config, rounds))
-            return write_step(store, config, (generation_step(round), "generation", round), slots)
+    if plan.stage in BASE_STAGES:
+        base_round = next_base_round(store, config, plan)
+        if base_round is not None:
+            return base_round
         following = 0
     else:
         names = [name for name, _, _ in later_steps(config)]
@@ -297,14 +432,15 @@ def plan_next(store: RunStore, config: Config, plan: StepPlan) -> StepPlan | Non
 def dedup_pool(store: RunStore, config: Config, plan: StepPlan) -> list[Example] | None:
     """What a step's records are deduplicated against besides each other; None: no dedup.
 
-    Base generation: the seeds and earlier rounds. Evolution: generation 0 and the earlier
-    generations (the merge exempts a record's own ancestors). Follow-ups add turns to records
-    that were deduplicated already, and the judging steps change no text.
+    A base source's round: the seeds and every base step before it. Evolution: generation 0
+    and the earlier generations (the merge exempts a record's own ancestors). Follow-ups add
+    turns to records that were deduplicated already, and the judging steps change no text.
     """
-    if plan.stage == "generation":
+    if plan.stage in BASE_STAGES:
         pool = list(seed_examples(load_seeds(config.seed_path())))
-        for round in range(1, plan.round):
-            pool.extend(store.read_merged(generation_step(round)))
+        for step in base_steps_before(config, plan):
+            if store.merged_manifest(step) is not None:
+                pool.extend(store.read_merged(step))
         return pool
     if plan.stage == "evolution":
         return list(evolved_pool(store, config, plan.round - 1))

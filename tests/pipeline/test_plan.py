@@ -18,6 +18,7 @@ from laerebogen.pipeline.plan import (
     ROUND_MARGIN,
     MergeResult,
     StepPlan,
+    chain,
     dedup_pool,
     final_records,
     later_steps,
@@ -25,8 +26,9 @@ from laerebogen.pipeline.plan import (
     plan_first,
     plan_next,
     read_plan,
-    round_prompts,
+    round_size,
     shuffled_pool,
+    source_targets,
     stages_to_run,
     write_step,
 )
@@ -41,6 +43,7 @@ from tests.support.records import make_example
 # in the later stages, 2 evolution generations, follow-ups on.
 TINY = load_config("tiny")
 BARE = ["grammar.enabled=false", "quality.enabled=false"]
+SELF = "self_instruct"
 
 
 def records(stage: str, count: int, start: int = 0) -> list[Example]:
@@ -76,32 +79,32 @@ def new_run(tmp_path: Path, config: Config = TINY, name: str = "run") -> RunStor
     return start_run(config, tmp_path / name)
 
 
-# ---------------------------------------------------------------- round_prompts
+# ---------------------------------------------------------------- round_size
 
 
-def test_round_prompts_restarts_at_the_first_round_size_when_the_last_round_kept_nothing() -> None:
-    assert round_prompts(TINY, [(4, 0)]) == TINY.generation.first_round_prompts == 4
+def test_round_size_restarts_at_the_first_round_size_when_the_last_round_kept_nothing() -> None:
+    assert round_size(TINY, SELF, [(4, 0)]) == TINY.generation.first_round_prompts == 4
     # Only the last round's yield counts: an earlier productive round does not help.
-    assert round_prompts(TINY, [(4, 8), (9, 0)]) == 4
+    assert round_size(TINY, SELF, [(4, 8), (9, 0)]) == 4
 
 
-def test_round_prompts_asks_for_the_missing_records_at_the_last_yield_with_a_margin() -> None:
+def test_round_size_asks_for_the_missing_records_at_the_last_yield_with_a_margin() -> None:
     # 16 records missing at 2 records per prompt: 8 prompts, 8.8 with the margin -> 9.
-    assert round_prompts(TINY, [(4, 8)]) == math.ceil(16 * 4 / 8 * ROUND_MARGIN) == 9
+    assert round_size(TINY, SELF, [(4, 8)]) == math.ceil(16 * 4 / 8 * ROUND_MARGIN) == 9
     # Missing counts over all rounds (3), the yield is the last round's (4 prompts a record).
-    assert round_prompts(TINY, [(4, 16), (20, 5)]) == math.ceil(3 * 4 * ROUND_MARGIN) == 14
+    assert round_size(TINY, SELF, [(4, 16), (20, 5)]) == math.ceil(3 * 4 * ROUND_MARGIN) == 14
 
 
-def test_round_prompts_is_capped_and_never_below_one_shard() -> None:
+def test_round_size_is_capped_and_never_below_one_shard() -> None:
     cap = MAX_ROUND_GROWTH * TINY.generation.first_round_prompts
     shard = TINY.generation.prompts_per_shard
-    assert round_prompts(TINY, [(4, 1)]) == cap == 16  # 102 wanted
-    assert round_prompts(TINY, [(4, 23)]) == shard == 2  # ceil(0.19)
-    assert round_prompts(TINY, [(4, 24)]) == shard  # nothing missing
-    assert round_prompts(TINY, [(4, 40)]) == shard  # more than the target: a negative need
+    assert round_size(TINY, SELF, [(4, 1)]) == cap == 16  # 102 wanted
+    assert round_size(TINY, SELF, [(4, 23)]) == shard == 2  # ceil(0.19)
+    assert round_size(TINY, SELF, [(4, 24)]) == shard  # nothing missing
+    assert round_size(TINY, SELF, [(4, 40)]) == shard  # more than the target: a negative need
     # A first round smaller than a shard bounds it instead.
     small_first = load_config("tiny", ["generation.first_round_prompts=1"])
-    assert round_prompts(small_first, [(1, 23)]) == 1
+    assert round_size(small_first, SELF, [(1, 23)]) == 1
 
 
 # ---------------------------------------------------------------- later_steps
@@ -194,7 +197,7 @@ def test_a_round_short_of_the_target_plans_the_next_round(tmp_path: Path) -> Non
     first = plan_first(store, TINY)
     merge_by_hand(store, "generation-01", records("round-1", 8))
     second = plan_next(store, TINY, first)
-    count = round_prompts(TINY, [(4, 8)])
+    count = round_size(TINY, SELF, [(4, 8)])
     assert count == 9
     assert second == StepPlan("generation-02", "generation", 2, shards=5, inputs=count)
     assert input_ids(store, second) == ids(prompt_slots(2, count))
@@ -409,9 +412,14 @@ def test_final_records_without_evolution_or_followups_are_the_base_set(tmp_path:
 def test_dedup_pool_of_each_stage(tmp_path: Path) -> None:
     store = new_run(tmp_path)
     seeds = list(seed_examples(load_seeds(TINY.seed_path())))
-    round_1, round_2 = records("round-1", 8), records("round-2", 20)
+    round_1, round_2 = records("round-1", 8), records("round-2", 8)
+    first = plan_first(store, TINY)
     merge_by_hand(store, "generation-01", round_1)
+    second = plan_next(store, TINY, first)
+    assert second is not None
     merge_by_hand(store, "generation-02", round_2)
+    third = plan_next(store, TINY, second)
+    assert third is not None and third.step == "generation-03"
     merge_by_hand(store, "grammar", records("grammar", 20))
     merge_by_hand(store, "quality", base := records("quality", 18))
     merge_by_hand(store, "evolution-01", evolved := records("evolution-1", 10))
@@ -419,9 +427,9 @@ def test_dedup_pool_of_each_stage(tmp_path: Path) -> None:
     def pool(stage: str, round: int) -> list[Example] | None:
         return dedup_pool(store, TINY, StepPlan(stage, stage, round, shards=1, inputs=1))
 
-    assert pool("generation", 1) == seeds
-    assert pool("generation", 2) == seeds + round_1
-    assert pool("generation", 3) == seeds + round_1 + round_2
+    assert dedup_pool(store, TINY, first) == seeds
+    assert dedup_pool(store, TINY, second) == seeds + round_1
+    assert dedup_pool(store, TINY, third) == seeds + round_1 + round_2
     assert pool("evolution", 1) == base
     assert pool("evolution", 2) == base + evolved
     assert pool("grammar", 0) == [] and pool("quality", 0) == []
@@ -462,3 +470,77 @@ def test_stages_to_run_are_those_not_merged_yet(tmp_path: Path) -> None:
         ("evolution-02", ["followups"]),
         ("followups", []),
     ]
+
+
+# ---------------------------------------------------------------- sources
+
+MIXED = load_config(
+    "tiny", ["sources.shares={self_instruct = 0.8, magpie = 0.2}", "generation.max_rounds=3"]
+)
+
+
+def test_source_targets_add_up_to_the_target_by_largest_remainders() -> None:
+    shares = "sources.shares={self_instruct = 0.6, magpie = 0.2, grounded = 0.2}"
+    config = load_config("tiny", [shares, "sources.grounded.corpus=packaged"])
+    # 24 x (0.6, 0.2, 0.2) = 14.4, 4.8, 4.8: the two .8 remainders get the 2 records left.
+    assert source_targets(config) == {"self_instruct": 14, "magpie": 5, "grounded": 5}
+    assert source_targets(TINY) == {"self_instruct": 24}
+    assert source_targets(MIXED) == {"self_instruct": 19, "magpie": 5}
+
+
+def test_a_round_asks_each_short_source_in_turn_then_the_next_round(tmp_path: Path) -> None:
+    store = new_run(tmp_path, MIXED)
+    first = plan_first(store, MIXED)
+    assert first is not None and first.step == "generation-01"
+    round_1 = records("round-1", 10)
+    merge_by_hand(store, "generation-01", round_1)
+    magpie = plan_next(store, MIXED, first)
+    # Magpie's first round: its target of 5 with the first-round margin, as prompt slots.
+    assert magpie == StepPlan("magpie-01", "magpie", 1, shards=1, inputs=8)
+    assert input_ids(store, magpie) == ids(prompt_slots(1, 8))
+    magpie_1 = records("magpie-1", 6)
+    merge_by_hand(store, "magpie-01", magpie_1)
+    second = plan_next(store, MIXED, magpie)
+    # Self-Instruct is still short (10 of 19); Magpie has its 5 and is not asked again.
+    assert second is not None and second.step == "generation-02"
+    assert dedup_pool(store, MIXED, second)[-16:] == round_1 + magpie_1
+    round_2 = records("round-2", 12)
+    merge_by_hand(store, "generation-02", round_2)
+    grammar = plan_next(store, MIXED, second)
+    assert grammar is not None and grammar.step == "grammar"
+    # Each source up to its own target, Self-Instruct first.
+    assert input_ids(store, grammar) == ids(round_1 + round_2[:9] + magpie_1[:5])
+    assert read_plan(store, "magpie-02") is None
+
+
+def test_a_source_short_after_the_others_are_done_gets_its_own_rounds(tmp_path: Path) -> None:
+    store = new_run(tmp_path, MIXED)
+    first = plan_first(store, MIXED)
+    assert first is not None
+    merge_by_hand(store, "generation-01", records("round-1", 19))
+    magpie = plan_next(store, MIXED, first)
+    assert magpie is not None
+    merge_by_hand(store, "magpie-01", records("magpie-1", 2))
+    again = plan_next(store, MIXED, magpie)
+    # 3 missing at 8 slots for 2 records: 12, 13.2 with the margin -> 14 slots.
+    assert again == StepPlan("magpie-02", "magpie", 2, shards=1, inputs=14)
+    assert list(dedup_pool(store, MIXED, again) or [])[-21:] == [
+        *records("round-1", 19),
+        *records("magpie-1", 2),
+    ]
+    merge_by_hand(store, "magpie-02", records("magpie-2", 0))
+    third = plan_next(store, MIXED, again)
+    assert third is not None and third.step == "magpie-03"
+    merge_by_hand(store, "magpie-03", [])
+    # Rounds are over (max_rounds 3): the run goes on with what it has.
+    grammar = plan_next(store, MIXED, third)
+    assert grammar is not None and grammar.step == "grammar" and grammar.inputs == 21
+
+
+def test_the_plan_starts_with_the_first_source_that_has_a_share(tmp_path: Path) -> None:
+    config = load_config("tiny", ["sources.shares={magpie = 1.0}"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    assert first == StepPlan("magpie-01", "magpie", 1, shards=1, inputs=36)
+    assert stages_to_run(store, config)[0] == "magpie"
+    assert [plan.step for plan, _ in chain(store)] == ["magpie-01"]
