@@ -31,7 +31,14 @@ import msgspec
 
 from laerebogen.outputs.export import DATASET_FILE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
-from laerebogen.pipeline.plan import chain, read_merge, read_plan
+from laerebogen.pipeline.plan import (
+    chain,
+    import_step,
+    read_merge,
+    read_plan,
+    source_rounds,
+    source_targets,
+)
 from laerebogen.stages import CPU_STAGES
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import run_config
@@ -80,12 +87,22 @@ class RunTotals(msgspec.Struct, frozen=True):
     gpu_hours: float
 
 
+class SourceStatus(msgspec.Struct, frozen=True):
+    """How far one source of tasks got: what it must deliver, what its merged sets kept."""
+
+    source: str  # a base source, or import:<name>
+    target: int | None  # its share of the base target; None for an import (all its rows)
+    kept: int  # records its merged rounds (or the imported set) kept so far
+    rounds: int  # merged rounds (an import: 1 once imported)
+
+
 class StatusReport(msgspec.Struct, frozen=True):
     """What ``laerebogen status --json`` prints."""
 
     steps: list[StepStatus]
     total: RunTotals
     exported: bool | None = None  # None when the caller did not say
+    sources: list[SourceStatus] = []
 
 
 def run_status(run_dir: str | Path) -> list[StepStatus]:
@@ -99,6 +116,36 @@ def run_status(run_dir: str | Path) -> list[StepStatus]:
         for plan, _ in chain(store)
     )
     return [status for status in statuses if status is not None]
+
+
+def sources_status(run_dir: str | Path) -> list[SourceStatus]:
+    """Each source of the run's config: the base sources with the records they must deliver
+    and have kept, then the imports."""
+    store = RunStore(run_dir)
+    config = run_config(store)
+    targets = source_targets(config)
+    statuses = []
+    for source, target in targets.items():
+        rounds = source_rounds(store, source)
+        kept = sum(kept for _, kept in rounds)
+        statuses.append(SourceStatus(source, target, kept, len(rounds)))
+    for name in sorted(config.sources.imports):
+        merged = store.merged_manifest(import_step(name))
+        kept = merged.outputs if merged else 0
+        statuses.append(SourceStatus(f"import:{name}", None, kept, int(merged is not None)))
+    return statuses
+
+
+def sources_line(sources: Sequence[SourceStatus]) -> str:
+    """One line: the records each source kept of those it must deliver."""
+    return "sources (kept/to deliver): " + ", ".join(map(_source_part, sources))
+
+
+def _source_part(source: SourceStatus) -> str:
+    if source.target is None:
+        return f"{source.source} {source.kept} ({'imported' if source.rounds else 'not yet'})"
+    rounds = f"{source.rounds} round" + ("" if source.rounds == 1 else "s")
+    return f"{source.source} {source.kept}/{source.target} ({rounds})"
 
 
 def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus | None:
@@ -185,15 +232,26 @@ def totals(statuses: Sequence[StepStatus]) -> RunTotals:
     )
 
 
-def status_json(statuses: Sequence[StepStatus], *, exported: bool | None = None) -> bytes:
+def status_json(
+    statuses: Sequence[StepStatus],
+    *,
+    exported: bool | None = None,
+    sources: Sequence[SourceStatus] = (),
+) -> bytes:
     """The steps and their totals as JSON (decodes as :class:`StatusReport`)."""
-    report = StatusReport(list(statuses), totals(statuses), exported)
+    report = StatusReport(list(statuses), totals(statuses), exported, list(sources))
     return msgspec.json.format(msgspec.json.encode(report))
 
 
-def render_table(statuses: Sequence[StepStatus], *, exported: bool | None = None) -> str:
-    """An aligned text table, a row per step and a total row, and a footer line whether the
-    run was exported (when ``exported`` is given)."""
+def render_table(
+    statuses: Sequence[StepStatus],
+    *,
+    exported: bool | None = None,
+    sources: Sequence[SourceStatus] = (),
+) -> str:
+    """An aligned text table, a row per step and a total row, a line of the ``sources``
+    (when given) and a footer line whether the run was exported (when ``exported`` is
+    given)."""
     header = [
         "step", "state", "shards", "submitted", "retries", "in", "out", "kept",
         "tokens in", "tokens out", "GPU-h", "top rejections",
@@ -216,6 +274,8 @@ def render_table(statuses: Sequence[StepStatus], *, exported: bool | None = None
     lines = _align(rows, right=range(2, 11))
     if not statuses:
         lines.insert(1, "(no step planned yet)")
+    if sources:
+        lines.append(sources_line(sources))
     if exported is not None:
         lines.append(f"exported: {'yes' if exported else 'no'} ({DATASET_FILE})")
     return "\n".join(lines)
@@ -224,11 +284,12 @@ def render_table(statuses: Sequence[StepStatus], *, exported: bool | None = None
 def show_status(run: str, as_json: bool = False) -> None:
     """Print the status of run directory ``run`` as a table, or as JSON with ``as_json``."""
     statuses = run_status(run)
+    sources = sources_status(run)
     exported = (Path(run) / DATASET_FILE).is_file()
     if as_json:
-        sys.stdout.write(status_json(statuses, exported=exported).decode() + "\n")
+        sys.stdout.write(status_json(statuses, exported=exported, sources=sources).decode() + "\n")
     else:
-        print(render_table(statuses, exported=exported))
+        print(render_table(statuses, exported=exported, sources=sources))
 
 
 def _count(value: int) -> str:

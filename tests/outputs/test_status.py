@@ -18,11 +18,13 @@ from laerebogen.config.loading import load_config
 from laerebogen.errors import StoreError
 from laerebogen.launch.task import MERGE, Submission
 from laerebogen.outputs.status import (
+    SourceStatus,
     StatusReport,
     StepStatus,
     render_table,
     run_status,
     show_status,
+    sources_status,
     status_json,
     totals,
 )
@@ -199,6 +201,18 @@ def test_the_table_has_a_row_per_step_a_total_and_the_export_footer(tmp_path: Pa
     assert grammar.endswith("rewrite 1")
     assert total.split()[:7] == ["total", "3/5", "5", "3", "6.5k", "2.1M", "2.50"]
     assert footer == "exported: no (dataset.jsonl)"
+    with_sources = render_table(
+        run_status(run),
+        sources=[
+            SourceStatus("self_instruct", 19, 7, 1),
+            SourceStatus("magpie", 5, 0, 0),
+            SourceStatus("import:wiki", None, 40, 1),
+        ],
+    )
+    assert with_sources.splitlines()[-1] == (
+        "sources (kept/to deliver): self_instruct 7/19 (1 round), magpie 0/5 (0 rounds), "
+        "import:wiki 40 (imported)"
+    )
     # Aligned: numbers end where their header ends, in every row.
     end = header.index("GPU-h") + len("GPU-h")
     assert generation[end - 4 : end] == "2.00" and grammar[end - 4 : end] == "0.50"
@@ -212,7 +226,10 @@ def test_json_round_trips_with_the_totals(tmp_path: Path, capsys: pytest.Capture
     assert report == StatusReport(statuses, totals(statuses), exported=True)
     show_status(str(run), as_json=True)
     printed = msgspec.json.decode(capsys.readouterr().out, type=StatusReport)
-    assert printed == StatusReport(statuses, totals(statuses), exported=False)
+    # The one base source must deliver the whole target; its merged round kept 7.
+    sources = [SourceStatus("self_instruct", target=24, kept=7, rounds=1)]
+    assert printed == StatusReport(statuses, totals(statuses), exported=False, sources=sources)
+    assert sources_status(run) == sources
 
 
 def test_status_reads_no_record_data(
