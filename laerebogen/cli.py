@@ -185,6 +185,26 @@ class Cli:
         print(check_code_file(Path(source), Path(target), Path(rejects) if rejects else None,
                               settings))  # fmt: skip
 
+    def _import_dataset(
+        self,
+        path: str,
+        *,
+        name: str,
+        config: str = "gemma-27b",
+        multi_turn: bool = False,
+        rejects: str | None = None,
+        set: Sequence[str] | str | None = None,
+    ) -> None:
+        """Check a dataset (JSONL or Parquet; Alpaca or messages form) as a run's
+        [sources.imports.NAME] would import it, with the config's filters: print rows kept and
+        rejected by reason with their file:row; --multi-turn as for an import that enters at
+        code_check or annotate; --rejects writes every rejection as a JSON line."""
+        from laerebogen.commands.import_data import check_import
+
+        settings = load_config(config, _overrides(set))
+        target = Path(rejects) if rejects else None
+        print(check_import(Path(path), name, settings, multi_turn, target))
+
     def generate(
         self,
         requests: str,
@@ -361,6 +381,10 @@ def _step(step: str, stage: str) -> str:
     if not step:
         print("laerebogen: note: --stage is now --step; --stage still works", file=sys.stderr)
     return step or stage
+
+
+# `import` is a Python keyword, so the command's method has another name.
+setattr(Cli, "import", Cli._import_dataset)
 
 
 def _exit_on_sigterm() -> None:

@@ -38,3 +38,7 @@ class SeedError(LaerebogenError):
 
 class ModelError(LaerebogenError):
     """A model directory is missing or cannot be loaded."""
+
+
+class SourceError(LaerebogenError):
+    """A corpus or an imported dataset cannot be read at all (a bad row is only rejected)."""

@@ -15,6 +15,7 @@ from laerebogen.launch.choose import make_launcher
 from laerebogen.models.prepare import ensure_models
 from laerebogen.outputs.publish import publish, publish_summary
 from laerebogen.pipeline.driver import drive, import_seeds
+from laerebogen.pipeline.imports import check_imports, import_sources, import_summary
 from laerebogen.pipeline.jobs import job_runner
 from laerebogen.pipeline.plan import stages_to_run
 from laerebogen.seeds import SEED_STAGE, load_seeds
@@ -49,6 +50,7 @@ def run_dataset(
     store = RunStore(run_dir)
     refuse_another_recipe(store, config)
     seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
+    check_imports(config)
     stages = [build_stage(stage, config, run_dir) for stage in stages_to_run(store, config)]
     roles = [stage.role for stage in stages if stage.role is not None]
     launcher = make_launcher(name, config, run_dir, job_runner(name))
@@ -59,6 +61,8 @@ def run_dataset(
             out.write(f"{run_dir}: the file system has no locks: run one driver at a time\n")
         start_run(config, run_dir)
         out.write(import_seeds(store, config.seed_path(), seeds) + "\n")
+        for result in import_sources(store, config, lambda line: out.write(line + "\n")):
+            out.write(import_summary(result) + "\n")
         ran = drive(config, store, launcher, out)
         if not ran:
             out.write("every step was done already: the run is finished; writing its files again\n")
