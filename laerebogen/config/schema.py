@@ -287,6 +287,18 @@ class Annotate(_InstructStage):
 
 # The sources that write new tasks, in the order their rounds run; imports come on top.
 BASE_SOURCES = ("self_instruct", "magpie", "grounded")
+# A path starting so names a file or folder shipped in the package's ``data`` folder.
+PACKAGED = "packaged:"
+
+
+def data_path(text: str) -> Path:
+    """A path of the config: ``packaged:NAME`` in the package's data, else with ``$VARS`` and
+    ``~`` expanded."""
+    if text.startswith(PACKAGED):
+        return packaged_seed_path().parent / text.removeprefix(PACKAGED)
+    return Path(os.path.expandvars(text)).expanduser()
+
+
 MagpieSteering = Literal["system", "user_start", "none"]
 QUESTION_KINDS = ("hvem", "hvad", "hvor", "hvornår", "hvorfor", "hvordan", "forklar", "sammenlign")
 
@@ -316,7 +328,10 @@ class Grounded(_InstructStage):
 
     corpus: Annotated[
         str,
-        doc("JSONL file with a `text` field per line, or a folder of `.txt` files (`$VARS`, `~`)"),
+        doc(
+            "JSONL file with a `text` field per line, or a folder of `.txt` files (`$VARS`, "
+            "`~`); `packaged:corpus_da`: six short Danish texts shipped for tests and `local`"
+        ),
     ] = ""
     min_passage_chars: Annotated[
         Positive, doc("Shortest passage: shorter paragraphs are joined with the next")
@@ -346,20 +361,26 @@ class Grounded(_InstructStage):
 
     def corpus_path(self) -> Path:
         """The corpus file or folder."""
-        return Path(os.path.expandvars(self.corpus)).expanduser()
+        return data_path(self.corpus)
 
 
 class ImportSource(_Section):
     """An existing instruction dataset brought into the run."""
 
-    path: Annotated[str, doc("JSONL or Parquet file, Alpaca form or messages form (`$VARS`, `~`)")]
+    path: Annotated[
+        str,
+        doc(
+            "JSONL or Parquet file, Alpaca form or messages form (`$VARS`, `~`; "
+            "`packaged:import_sample.jsonl`: eight Danish tasks shipped for `local`)"
+        ),
+    ]
     step: Annotated[
         str, doc("The step its records enter at (e.g. `grammar`); it must be one of the run's")
     ] = "grammar"
 
     def file_path(self) -> Path:
         """The file to import."""
-        return Path(os.path.expandvars(self.path)).expanduser()
+        return data_path(self.path)
 
 
 class Sources(_Section):

@@ -28,7 +28,7 @@ from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config, Model
 from laerebogen.config.schema import Engine as EngineSettings
 from laerebogen.errors import ModelError
-from laerebogen.inference.requests import ChatRequest, Request, Result
+from laerebogen.inference.requests import ChatRequest, Request, Result, UserTurnRequest
 from laerebogen.models.files import has_model
 from laerebogen.models.prepare import missing_model_message
 
@@ -124,6 +124,8 @@ def check_model_dir(path: Path) -> None:
 
 
 TRANSCRIPT_SPEAKERS = {"user": "Bruger", "assistant": "Assistent"}
+# Stands for the user's message while a chat template is rendered, to find where it begins.
+_USER_MARK = "\u2063laerebogen-user-message\u2063"
 
 
 def transcript(messages: Sequence[dict[str, str]], bos: str) -> str:
@@ -137,6 +139,15 @@ def transcript(messages: Sequence[dict[str, str]], bos: str) -> str:
         for message in messages
     ]
     return bos + "".join(f"{part}\n\n" for part in parts) + "Assistent:"
+
+
+def transcript_user_turn(system: str, start: str, bos: str) -> str:
+    """The transcript of :func:`transcript` up to where the user speaks, then ``start``."""
+    return (
+        bos
+        + (f"{system.strip()}\n\n" if system else "")
+        + f"{TRANSCRIPT_SPEAKERS['user']}: {start}"
+    )
 
 
 # Progress of one vLLM call: requests answered so far, requests asked, tokens they hold.
@@ -320,6 +331,8 @@ class Engine:
         for index, request in enumerate(requests):
             if isinstance(request, ChatRequest):
                 counted[False].append((index, self._render(tokenizer, request)))
+            elif isinstance(request, UserTurnRequest):
+                counted[False].append((index, self._render_user_turn(tokenizer, request)))
             elif len(request.prompt.encode()) + SPECIAL_TOKENS <= self._limit(request):
                 prompts[index] = request.prompt
             else:
@@ -346,6 +359,21 @@ class Engine:
         if not getattr(tokenizer, "chat_template", None):
             raise ModelError(f"{self.path}: the tokenizer has no chat template for chat requests")
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _render_user_turn(self, tokenizer: Any, request: UserTurnRequest) -> str:
+        """The chat template (or the transcript) up to where the user's message begins, with
+        the system message if any, then the request's ``start``."""
+        if self.model.chat_template == "transcript":
+            return transcript_user_turn(request.system, request.start, tokenizer.bos_token or "")
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(f"{self.path}: the tokenizer has no chat template for user turns")
+        system = [{"role": "system", "content": request.system}] if request.system else []
+        messages = [*system, {"role": "user", "content": _USER_MARK}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        before, found, _ = text.partition(_USER_MARK)
+        if not found:
+            raise ModelError(f"{self.path}: the chat template does not show the user's message")
+        return before + request.start
 
     def _limit(self, request: Request) -> int:
         """The most prompt tokens that leave room for the answer in the context window."""

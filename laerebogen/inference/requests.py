@@ -1,7 +1,8 @@
 """What stages send to the engine and get back, without importing vLLM.
 
-Stages build :class:`CompletionRequest` (a raw prompt, for base models) and
-:class:`ChatRequest` (messages the engine renders with the model's chat template) and read
+Stages build :class:`CompletionRequest` (a raw prompt, for base models),
+:class:`ChatRequest` (messages the engine renders with the model's chat template) and
+:class:`UserTurnRequest` (the template up to the user's message, for Magpie) and read
 :class:`Result`. Sampling is always explicit, ``max_tokens`` included, because vLLM's
 default of 16 tokens silently truncates every answer. The sampling seed of a request comes
 from :func:`sampling_seed`, so shards never repeat each other and a rerun reproduces them.
@@ -54,7 +55,21 @@ class ChatRequest(_Request, tag="chat"):
     messages: tuple[Message, ...]
 
 
-Request = CompletionRequest | ChatRequest
+class UserTurnRequest(_Request, tag="user_turn"):
+    """The user's message written by the model (Magpie): the chat template up to where the
+    user's message begins, after an optional ``system`` message, then ``start``, which the
+    model continues. The message ends with the user's turn (the model's end-of-turn token)."""
+
+    system: str = ""
+    start: str = ""
+
+
+Request = CompletionRequest | ChatRequest | UserTurnRequest
+
+
+def request_kind(request: Request) -> str:
+    """The kind of a request as its JSON names it: ``completion``, ``chat`` or ``user_turn``."""
+    return str(type(request).__struct_config__.tag)
 
 
 class Result(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from laerebogen.stages.core import CpuStage, Stage
 
 STAGE_NAMES = (
-    "generation", "grammar", "quality", "evolution", "followups", "code_check", "annotate",
+    "generation", "magpie", "grounded", "grammar", "quality", "evolution", "followups",
+    "code_check", "annotate",
 )  # fmt: skip
 # Stages that run no model: their shards need CPUs only.
 CPU_STAGES = ("code_check",)
@@ -32,6 +33,14 @@ def build_stage(name: str, config: Config, run_dir: Path | None = None) -> Stage
 
         seeds = list(seed_examples(load_seeds(config.seed_path())))
         return GenerationStage(config.generation, seeds)
+    if name == "magpie":
+        from laerebogen.stages.magpie import MagpieStage
+
+        return MagpieStage(config.sources.magpie)
+    if name == "grounded":
+        from laerebogen.stages.grounded import GroundedStage
+
+        return GroundedStage(config.sources.grounded)
     if name == "grammar":
         from laerebogen.stages.grammar import GrammarStage
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from laerebogen.config.schema import Config
 from laerebogen.errors import LaerebogenError
-from laerebogen.inference.requests import ChatRequest, Request
+from laerebogen.inference.requests import ChatRequest, Request, UserTurnRequest, request_kind
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.stages import build_stage
@@ -15,11 +15,16 @@ from laerebogen.stages.core import Context, CpuStage
 
 
 def preview_inputs(stage_name: str, config: Config, count: int) -> list[Example]:
-    """Inputs to show a stage with: prompt slots for generation, else the seed examples."""
-    if stage_name == "generation":
+    """Inputs to show a stage with: prompt slots for generation and Magpie, corpus passages
+    for grounded questions, else the seed examples."""
+    if stage_name in ("generation", "magpie"):
         from laerebogen.stages.generation import prompt_slots
 
         return prompt_slots(0, count)
+    if stage_name == "grounded":
+        from laerebogen.sources.corpus import corpus_passages
+
+        return corpus_passages(config.sources.grounded)[:count]
     return list(seed_examples(load_seeds(config.seed_path())))[:count]
 
 
@@ -51,11 +56,14 @@ def request_preview(request: Request) -> str:
     if request.constraint is not None:
         kind = "JSON schema" if request.constraint.json_schema is not None else "regex"
         settings.append(f"constrained by {kind}")
-    kind = "chat" if isinstance(request, ChatRequest) else "completion"
-    lines = [f"=== {request.id} ({kind}; {', '.join(settings)})"]
+    lines = [f"=== {request.id} ({request_kind(request)}; {', '.join(settings)})"]
     if isinstance(request, ChatRequest):
         for message in request.messages:
             lines += [f"--- {message.role}", message.content]
+    elif isinstance(request, UserTurnRequest):
+        if request.system:
+            lines += ["--- system", request.system]
+        lines += ["--- user (the model writes it, starting with:)", request.start]
     else:
         lines.append(request.prompt)
     if request.constraint is not None:

@@ -28,11 +28,13 @@ from laerebogen.inference.requests import (
     Constraint,
     Request,
     Result,
+    UserTurnRequest,
 )
 from laerebogen.records import Message
 from tests.support.canned_engine import FACTORY as CANNED_ENGINE
 from tests.support.canned_engine import CannedEngine
 from tests.support.commands import cli
+from tests.support.models import PreparedModels
 
 SAMPLING = Sampling(temperature=1.0, max_tokens=24)
 PROMPT = "Skriv en kort tekst om Ærø og blåbær."
@@ -216,6 +218,51 @@ def test_a_transcript_is_what_a_pretrained_model_continues(tiny_config: Config) 
     assert engine._render(tokenizer, request) == f"{bos}Bruger: Hej\n\nAssistent:"
     own = Engine(tiny_config.models.instruct, path, tiny_config.engine)
     assert own._render(tokenizer, request).startswith("<|im_start|>user\nHej")
+
+
+def user_turn(system: str = "", start: str = "") -> UserTurnRequest:
+    return UserTurnRequest(id="u", system=system, start=start, sampling=SAMPLING, seed=1)
+
+
+def test_a_user_turn_is_the_template_up_to_the_users_message(
+    tiny_config: Config, prepared_models: PreparedModels
+) -> None:
+    from transformers import AutoTokenizer
+
+    # The tiny model's template (ChatML): the system turn, then the open user turn.
+    path = tiny_config.model_path("instruct")
+    tiny = Engine(tiny_config.models.instruct, path, tiny_config.engine)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tiny._render_user_turn(tokenizer, user_turn("Skriv dansk.", "Hvad")) == (
+        "<|im_start|>system\nSkriv dansk.<|im_end|>\n<|im_start|>user\nHvad"
+    )
+    assert tiny._render_user_turn(tokenizer, user_turn()) == "<|im_start|>user\n"
+    # Gemma's template has no system turn: the system text opens the user's turn.
+    gemma_path = prepared_models.path("gemma-3-270m")
+    gemma = Engine(Model(path=str(gemma_path)), gemma_path, tiny_config.engine)
+    gemma_tokenizer = AutoTokenizer.from_pretrained(gemma_path)
+    assert gemma._render_user_turn(gemma_tokenizer, user_turn("Skriv dansk.", "Hvad")) == (
+        "<bos><start_of_turn>user\nSkriv dansk.\n\nHvad"
+    )
+    assert gemma._render_user_turn(gemma_tokenizer, user_turn()) == "<bos><start_of_turn>user\n"
+    # A pretrained model in transcript mode: the system paragraph, then the user's label.
+    transcribed = Engine(Model(path=str(gemma_path), chat_template="transcript"), gemma_path,
+                         tiny_config.engine)  # fmt: skip
+    assert transcribed._render_user_turn(gemma_tokenizer, user_turn("Skriv dansk.", "Hvad")) == (
+        "<bos>Skriv dansk.\n\nBruger: Hvad"
+    )
+
+
+def test_the_model_writes_the_users_message_and_ends_with_its_turn(tiny_engine: Engine) -> None:
+    request = user_turn("Skriv dansk.", "Hvad")
+    [result] = tiny_engine.generate([request])
+    assert result.finish_reason in ("stop", "length") and result.completion_tokens > 0
+    # The prompt is the rendered template, tokenized once (no second <bos> or system turn).
+    assert result.prompt_tokens == len(
+        tiny_engine.load().get_tokenizer()("<|im_start|>system\nSkriv dansk.<|im_end|>\n"
+                                           "<|im_start|>user\nHvad", add_special_tokens=False)
+        .input_ids
+    )  # fmt: skip
 
 
 def test_the_seed_decides_the_sample(tiny_engine: Engine) -> None:

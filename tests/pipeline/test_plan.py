@@ -34,6 +34,7 @@ from laerebogen.pipeline.plan import (
 )
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
+from laerebogen.sources.corpus import corpus_passages
 from laerebogen.stages.generation import prompt_slots
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
@@ -481,7 +482,7 @@ MIXED = load_config(
 
 def test_source_targets_add_up_to_the_target_by_largest_remainders() -> None:
     shares = "sources.shares={self_instruct = 0.6, magpie = 0.2, grounded = 0.2}"
-    config = load_config("tiny", [shares, "sources.grounded.corpus=packaged"])
+    config = load_config("tiny", [shares, 'sources.grounded.corpus="packaged:corpus_da"'])
     # 24 x (0.6, 0.2, 0.2) = 14.4, 4.8, 4.8: the two .8 remainders get the 2 records left.
     assert source_targets(config) == {"self_instruct": 14, "magpie": 5, "grounded": 5}
     assert source_targets(TINY) == {"self_instruct": 24}
@@ -523,7 +524,7 @@ def test_a_source_short_after_the_others_are_done_gets_its_own_rounds(tmp_path: 
     merge_by_hand(store, "magpie-01", records("magpie-1", 2))
     again = plan_next(store, MIXED, magpie)
     # 3 missing at 8 slots for 2 records: 12, 13.2 with the margin -> 14 slots.
-    assert again == StepPlan("magpie-02", "magpie", 2, shards=1, inputs=14)
+    assert again == StepPlan("magpie-02", "magpie", 2, shards=2, inputs=14)
     assert list(dedup_pool(store, MIXED, again) or [])[-21:] == [
         *records("round-1", 19),
         *records("magpie-1", 2),
@@ -541,6 +542,26 @@ def test_the_plan_starts_with_the_first_source_that_has_a_share(tmp_path: Path) 
     config = load_config("tiny", ["sources.shares={magpie = 1.0}"])
     store = new_run(tmp_path, config)
     first = plan_first(store, config)
-    assert first == StepPlan("magpie-01", "magpie", 1, shards=1, inputs=36)
+    assert first == StepPlan("magpie-01", "magpie", 1, shards=5, inputs=36)
     assert stages_to_run(store, config)[0] == "magpie"
     assert [plan.step for plan, _ in chain(store)] == ["magpie-01"]
+
+
+def test_grounded_rounds_take_passages_no_earlier_round_had(tmp_path: Path) -> None:
+    config = load_config("tiny", ["sources.shares={grounded = 1.0}", "generation.target=6"])
+    store = new_run(tmp_path, config)
+    first = plan_first(store, config)
+    # 6 x 1.5 = 9 passages of the corpus's 15, in an order shuffled with the run's seed.
+    assert first == StepPlan("grounded-01", "grounded", 1, shards=2, inputs=9)
+    taken = input_ids(store, first)
+    passages = ids(corpus_passages(config.sources.grounded))
+    assert sorted(taken) == sorted(set(taken)) and set(taken) < set(passages)
+    assert taken != passages[:9]
+    merge_by_hand(store, "grounded-01", records("grounded-1", 2))
+    second = plan_next(store, config, first)
+    assert second is not None and second.step == "grounded-02"
+    assert set(input_ids(store, second)) == set(passages) - set(taken)  # the 6 left
+    merge_by_hand(store, "grounded-02", records("grounded-2", 1))
+    # 3 of 6 and no passage left: the run goes on without a third round.
+    grammar = plan_next(store, config, second)
+    assert grammar is not None and grammar.step == "grammar" and grammar.inputs == 3
