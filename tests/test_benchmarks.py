@@ -57,6 +57,10 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
         ["--tasks", "1"],
         {"gemma_pass_rate", "smollm2_pass_rate", "best"},
     ),
+    "magpie_steering.py": (
+        ["--slots", "2"],
+        {"system_new", "user_start_new", "none_new", "best"},
+    ),
     "records_io.py": (
         ["--records", "500", "--repeats", "1", "--chunk", "100"],
         {"records", "roundtrip_speedup", "size_ratio"},
@@ -68,7 +72,9 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
 }
 RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
 # Benchmarks on the local models, and the models they run.
-MODEL_BENCHMARKS = {"constrained_decoding.py", "deterministic.py", "local_instruct_model.py"}
+MODEL_BENCHMARKS = {
+    "constrained_decoding.py", "deterministic.py", "local_instruct_model.py", "magpie_steering.py",
+}  # fmt: skip
 LOCAL_MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 ENGINE_BENCHMARKS = {*MODEL_BENCHMARKS, "engine_overhead.py", "stage_overhead.py"}
 SLURM_BENCHMARKS = {"stage_overhead.py"}

@@ -313,7 +313,7 @@ class Magpie(_InstructStage):
             "Where the Danish steering text goes: `system`, a system message; `user_start`, the "
             "start of the user's turn (kept in the message); `none`, the bare template"
         ),
-    ] = "system"
+    ] = "user_start"
     sampling: Annotated[Sampling, doc("Sampling of the user messages")] = Sampling(
         temperature=1.0, max_tokens=512
     )

@@ -26,7 +26,7 @@ from tests.support.stages import CONTEXT
 MESSAGE = "Hvordan laver jeg en god kartoffelsuppe til fire personer?"
 ANSWER = "Skræl et kilo kartofler, kog dem med løg og bouillon i tyve minutter, og blend suppen."
 SLOTS = prompt_slots(1, 4)
-DEFAULT = Magpie()
+SYSTEM = Magpie(steering="system")
 STARTED = Magpie(steering="user_start")
 
 
@@ -35,7 +35,7 @@ def replies(
     answer: str = ANSWER,
     message_finish: FinishReason = "stop",
     answer_finish: FinishReason = "stop",
-    settings: Magpie = DEFAULT,
+    settings: Magpie = SYSTEM,
 ) -> tuple[list[Outcome], list[Request]]:
     """Drive the stage over :data:`SLOTS` with the same message and answer for each slot."""
     sent: list[Request] = []
@@ -125,7 +125,7 @@ def test_an_answer_that_fails_rejects_the_task_with_it(
 
 
 def test_bounded_replies_for_a_model_that_never_stops() -> None:
-    settings = Magpie(bounded=True, sampling=Sampling(max_tokens=64))
+    settings = Magpie(steering="system", bounded=True, sampling=Sampling(max_tokens=64))
     _, sent = replies(settings=settings)
     assert all(request.constraint is not None for request in sent)
     assert all(request.constraint is None for request in replies()[1])
