@@ -248,8 +248,8 @@ class Cli:
         """Write a finished run's dataset, complete and filtered (default <run>/dataset.jsonl),
         with its card (README.md), stats.json and plots beside it.
 
-        --with-metadata adds id, origin, evolution generation and operation, turns and scores;
-        --parquet writes Parquet files too.
+        --with-metadata adds id, origin, source, evolution generation and operation, turns and
+        scores; --parquet writes Parquet files too.
         """
         from laerebogen.outputs.publish import publish, publish_summary
         from laerebogen.store.run_dir import RunStore

@@ -24,7 +24,7 @@ from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.outputs.export import ANNOTATION_REASONS, CODE_REASONS, filter_reasons
 from laerebogen.outputs.report import OUTCOMES, PANELS, DatasetStats
 from laerebogen.outputs.status import StepStatus
-from laerebogen.pipeline.plan import later_steps
+from laerebogen.pipeline.plan import later_steps, source_targets
 from laerebogen.records import HARMLESS, Message
 
 CARD_FILE = "README.md"
@@ -103,9 +103,18 @@ def _reasons(counts: Mapping[str, int]) -> str:
 
 def _sampling_rows(config: Config) -> list[list[object]]:
     """A row per kind of request: stage, what is sampled, model, sampling parameters."""
-    requests: list[tuple[str, str, str, Sampling]] = [
-        ("generation", "new tasks", "base", config.generation.sampling)
-    ]
+    requests: list[tuple[str, str, str, Sampling]] = []
+    sources = config.sources
+    if "self_instruct" in sources.active():
+        requests.append(("generation", "new tasks", "base", config.generation.sampling))
+    if "magpie" in sources.active():
+        requests.append(("magpie", "user messages", "instruct", sources.magpie.sampling))
+        requests.append(("magpie", "answers", "instruct", sources.magpie.answer_sampling))
+    if "grounded" in sources.active():
+        requests.append(
+            ("grounded", "questions, judgements", "instruct", sources.grounded.sampling)
+        )
+        requests.append(("grounded", "answers", "instruct", sources.grounded.answer_sampling))
     stages = {stage for _, stage, _ in later_steps(config)}
     if "grammar" in stages:
         requests.append(("grammar", "corrections", "instruct", config.grammar.sampling))
@@ -157,6 +166,7 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
         + (f"; {capped} left out by the target" if capped else "")
         + ").",
     ]
+    lines += _other_sources(stats, config, steps)
     for number, (stage, what) in enumerate(
         (("grammar", "Grammar correction"), ("quality", "Quality improvement")), start=3
     ):
@@ -223,6 +233,90 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
         )
     )
     return "\n".join(lines) + "\n"
+
+
+def _other_sources(
+    stats: DatasetStats, config: Config, steps: Mapping[str, list[StepStatus]]
+) -> list[str]:
+    """Sub-items of base generation for the run's other sources, from their steps."""
+    targets = source_targets(config)
+    lines = []
+    magpie = steps.get("magpie", [])
+    if magpie:
+        steering = ", ".join(f"{name} {count}" for name, count in stats.magpie_steering.items())
+        lines.append(
+            f"   - **Magpie**: {sum(s.records_in for s in magpie)} prompt slots in "
+            f"{_rounds(magpie)}: the instruction-tuned model wrote a user's message from its "
+            "bare chat template and then answered it; "
+            f"{sum(s.records_out for s in magpie)} tasks made, "
+            f"{sum(s.kept or 0 for s in magpie)} kept (target {targets['magpie']}; "
+            f"steering of the final conversations: {steering or 'none left'})."
+        )
+    grounded = steps.get("grounded", [])
+    if grounded:
+        unsupported = sum(s.rejected.get("unsupported", 0) for s in grounded)
+        lines.append(
+            f"   - **Grounded questions**: {sum(s.records_in for s in grounded)} passages of "
+            f"the corpus `{config.sources.grounded.corpus_path().name}` in "
+            f"{_rounds(grounded)}: a question of a drawn kind, an answer based on the passage "
+            f"and a judgement whether the passage supports it; "
+            f"{sum(s.records_out for s in grounded)} tasks made ({unsupported} more rejected "
+            f"as unsupported), {sum(s.kept or 0 for s in grounded)} kept (target "
+            f"{targets['grounded']})."
+        )
+    for result in stats.imports:
+        lines.append(
+            f"   - **Imported** `{result.name}` from `{Path(result.path).name}`: {result.rows} "
+            f"rows, {result.kept} kept after screening and deduplication, entering at "
+            f"{result.step}."
+        )
+    return lines
+
+
+def _rounds(steps: Sequence[StepStatus]) -> str:
+    return f"{len(steps)} round{'s' if len(steps) != 1 else ''}"
+
+
+SOURCE_MAKING = {
+    "self_instruct": "Self-Instruct: few-shot prompts of seed tasks to the pretrained model",
+    "magpie": "Magpie: written by the instruction-tuned model from its bare chat template",
+    "grounded": "questions and answers grounded in a passage of a Danish corpus, judged",
+}
+
+
+def _sources(stats: DatasetStats) -> str:
+    """Where the conversations' tasks came from, in both versions; grounded kinds and forms."""
+    imported = {f"import:{result.name}": result for result in stats.imports}
+    rows = []
+    for source, counts in stats.sources.items():
+        made = SOURCE_MAKING.get(source)
+        if made is None:
+            result = imported.get(source)
+            made = f"imported from `{Path(result.path).name}`" if result else "imported"
+        share = round(100 * counts.conversations / max(stats.conversations, 1), 1)
+        rows.append([f"`{source}`", made, counts.conversations, counts.filtered, f"{share} %"])
+    lines = [
+        "### Sources\n",
+        "Every conversation's task comes from one source (its `source` in the metadata); "
+        "evolved tasks keep their parent's:\n",
+        _table(["source", "how its tasks were made", "conversations", "filtered", "share"], rows)
+        + "\n",
+    ]
+    if stats.grounded_questions:
+        forms = ("reading", "closed_book")
+        lines += [
+            "Grounded tasks by question kind and form (`reading`: the passage is the input; "
+            "`closed_book`: the user does not see it):\n",
+            _table(
+                ["kind", *forms],
+                [
+                    [kind, *(row.get(form, 0) for form in forms)]
+                    for kind, row in stats.grounded_questions.items()
+                ],
+            )
+            + "\n",
+        ]
+    return "\n".join(lines)
 
 
 def _annotation(stats: DatasetStats, config: Config) -> str:
@@ -480,6 +574,7 @@ def render_card(
         f"(over the run: {stats.dedup.get('near_duplicate', 0)} near-duplicates and "
         f"{stats.dedup.get('duplicate_id', 0)} duplicate ids removed).\n",
         _screen(config),
+        _sources(stats),
         "### Models and sampling\n",
         _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
         "### Funnel\n",

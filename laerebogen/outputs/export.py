@@ -1,12 +1,13 @@
 """The dataset files of a finished run: complete and filtered, as JSONL and optionally Parquet.
 
 Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, ...]}``, in the
-run's order; with metadata it also carries the record's id, origin, evolution generation and
-operation, turns, scores (:func:`laerebogen.filtering.readability.conversation_scores` plus the
-record's own, e.g. ``quality_good``), and the annotation and code check in runs with those
-steps. The *complete* version holds every final record; the *filtered* one the conversations
-whose scores pass the thresholds of the config's ``[export]`` table and, when the run
-annotated, that are judged harmless, of at least ``min_quality`` and within
+run's order; with metadata it also carries the record's id, origin, source, evolution
+generation and operation, turns, scores (see
+:func:`laerebogen.filtering.readability.conversation_scores`, plus the record's own, e.g.
+``quality_good``), and the passage, the annotation and the code check in runs with the grounded
+source and those steps. The *complete* version holds every final record; the *filtered* one the
+conversations whose scores pass the thresholds of the config's ``[export]`` table and, when the
+run annotated, that are judged harmless, of at least ``min_quality`` and within
 ``max_domain_share``, and, when the run checked code, that have no code block that failed; it
 is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds ``<name>.parquet``
 and ``<name>.filtered.parquet`` with the same rows.
@@ -30,7 +31,7 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.filtering.readability import SCORES, conversation_scores
 from laerebogen.pipeline.plan import chain, final_records, first_step
-from laerebogen.records import CODE_FAILURES, Annotation, BlockCheck, Example, Message
+from laerebogen.records import CODE_FAILURES, Annotation, BlockCheck, Example, Message, Passage
 from laerebogen.store.atomic import atomic_lines, atomic_write
 from laerebogen.store.run_dir import RunStore
 
@@ -111,10 +112,13 @@ class AnnotatedConversation(msgspec.Struct, frozen=True):
     id: str
     messages: tuple[Message, ...]
     origin: str
+    source: str
     generation: int
     operation: str | None
     turns: int
     scores: dict[str, float | None]
+    # Only in the files of a run with the grounded source: the passage a task rests on.
+    passage: Passage | msgspec.UnsetType | None = msgspec.UNSET
     # Only in an annotated run's files: null where the annotation failed.
     annotation: Annotation | msgspec.UnsetType | None = msgspec.UNSET
     # Only in the files of a run that checked code: each block's outcome.
@@ -276,13 +280,20 @@ def _row(
         id=record.id,
         messages=record.conversation(),
         origin=provenance.origin,
+        source=provenance.source,
         generation=provenance.generation,
         operation=provenance.operation,
         turns=int(scores["turns"]),
         scores={key: scores.get(key) for key in keys},
+        passage=provenance.passage if _grounded(config) else msgspec.UNSET,
         annotation=record.annotation if config.annotate.enabled else msgspec.UNSET,
         code_check=record.code_check if config.code_check.enabled else msgspec.UNSET,
     )
+
+
+def _grounded(config: Config) -> bool:
+    """Whether the run has the grounded source (its files then have a ``passage`` column)."""
+    return "grounded" in config.sources.active()
 
 
 def _rows(
@@ -313,11 +324,14 @@ def _parquet_schema(keys: list[str] | None, config: Config) -> Any:
             ("id", pa.string()),
             *fields,
             ("origin", pa.string()),
+            ("source", pa.string()),
             ("generation", pa.int64()),
             ("operation", pa.string()),
             ("turns", pa.int64()),
             ("scores", pa.struct(scores)),
         ]
+        if _grounded(config):
+            fields.append(("passage", _parquet_struct(Passage)))
         if config.annotate.enabled:
             fields.append(("annotation", _parquet_struct(Annotation)))
         if config.code_check.enabled:

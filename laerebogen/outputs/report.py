@@ -38,7 +38,8 @@ from laerebogen.outputs.export import (
     judge_filtered,
 )
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
-from laerebogen.pipeline.plan import final_records
+from laerebogen.pipeline.imports import ImportResult, import_file
+from laerebogen.pipeline.plan import STAGE_SOURCES, final_records, source_targets
 from laerebogen.records import CODE_FAILURES, LANGUAGE_SCORE, Annotation, CodeOutcome, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
@@ -125,6 +126,13 @@ class CodeCheckStats(msgspec.Struct, frozen=True):
     sandboxes: dict[str, int]  # isolation the step ran with -> conversations
 
 
+class SourceStats(msgspec.Struct, frozen=True):
+    """The conversations of one source in both versions of the dataset."""
+
+    conversations: int
+    filtered: int
+
+
 class DatasetStats(msgspec.Struct, frozen=True):
     """What ``stats.json`` holds."""
 
@@ -140,6 +148,11 @@ class DatasetStats(msgspec.Struct, frozen=True):
     # conversations each threshold or rule removes (one may fail several)
     failed_filters: dict[str, int]
     origins: dict[str, int]
+    sources: dict[str, SourceStats]  # source of the task -> conversations, most first
+    # grounded tasks: question kind -> form (reading, closed_book) -> conversations
+    grounded_questions: dict[str, dict[str, int]]
+    magpie_steering: dict[str, int]  # Magpie tasks by the steering that made them
+    imports: list[ImportResult]  # each imported dataset: rows, kept, rejections, entry step
     generations: dict[str, int]  # evolution generation (0: not evolved) -> conversations
     operations: dict[str, int]  # evolution operation of evolved conversations
     turns: dict[str, int]  # user turns -> conversations
@@ -150,7 +163,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
     code_check: CodeCheckStats | None  # None: the run did not check code
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
-    left_out_by_target: dict[str, int]  # base-generation step -> kept records past the target
+    left_out_by_target: dict[str, int]  # base step -> kept records past its source's target
     total: RunTotals
     plots: dict[str, str]  # plot name -> path relative to stats.json; only plots with data
     omitted: list[str]  # panels of :data:`PANELS` left out: the run has no data for them
@@ -165,6 +178,9 @@ class _Samples:
         self.confidence: list[float] = []
         self.turns: Counter[int] = Counter()
         self.origins: Counter[str] = Counter()
+        self.sources: list[str] = []  # each conversation's, in order
+        self.grounded: Counter[tuple[str, str]] = Counter()  # (kind, form) -> conversations
+        self.steering: Counter[str] = Counter()
         self.generations: Counter[int] = Counter()
         self.operations: Counter[str] = Counter()
         self.filter_inputs: list[Judged] = []
@@ -191,6 +207,11 @@ class _Samples:
         for step in record.provenance.steps:
             if step.stage == "code_check":
                 self.sandboxes[step.note.removeprefix("sandbox: ")] += 1
+            elif step.stage == "grounded":
+                kind, _, form = step.note.partition(" ")
+                self.grounded[kind, form] += 1
+            elif step.stage == "magpie":
+                self.steering[step.note.removeprefix("steering ")] += 1
         for message in record.conversation():
             if message.role in self.words:
                 self.words[message.role].append(word_count(message.content))
@@ -200,6 +221,7 @@ class _Samples:
         self.turns[int(scores["turns"])] += 1
         provenance = record.provenance
         self.origins[provenance.origin] += 1
+        self.sources.append(provenance.source)
         self.generations[provenance.generation] += 1
         if provenance.operation:
             self.operations[provenance.operation] += 1
@@ -232,19 +254,38 @@ def _keyed(counts: Counter[int] | Counter[str]) -> dict[str, int]:
     return {str(key): counts[key] for key in sorted(counts)}  # type: ignore[type-var]
 
 
-def left_out_by_target(steps: Sequence[StepStatus], final: int) -> dict[str, int]:
-    """Per base-generation step, its kept records that did not go on because the rounds
-    overshot the target: what the rounds kept minus what the first later step took in (or,
-    with no later step, the ``final`` dataset's size). The cut is taken from the last
-    rounds, as the run takes the records in round order."""
-    generation = [step for step in steps if step.stage == "generation"]
-    later = [step.records_in for step in steps if step.stage != "generation"]
-    surplus = sum(step.kept or 0 for step in generation) - (later[0] if later else final)
+def left_out_by_target(steps: Sequence[StepStatus], targets: Mapping[str, int]) -> dict[str, int]:
+    """Per base step, its kept records that did not go on because the source's rounds
+    overshot its target (``targets``: records per source). The cut is taken from the source's
+    last rounds, as the run takes each source's records in round order."""
     left_out: dict[str, int] = {}
-    for step in reversed(generation):
-        left_out[step.step] = min(max(surplus, 0), step.kept or 0)
-        surplus -= left_out[step.step]
-    return dict(reversed(left_out.items()))
+    for source, target in targets.items():
+        rounds = [step for step in steps if STAGE_SOURCES.get(step.stage) == source]
+        surplus = sum(step.kept or 0 for step in rounds) - target
+        for step in reversed(rounds):
+            left_out[step.step] = min(max(surplus, 0), step.kept or 0)
+            surplus -= left_out[step.step]
+    return {step.step: left_out[step.step] for step in steps if step.step in left_out}
+
+
+def _by_kind_and_form(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """Grounded tasks as kind -> form -> conversations, in the order of the names."""
+    table: dict[str, dict[str, int]] = {}
+    for (kind, form), count in sorted(counts.items()):
+        table.setdefault(kind, {})[form] = count
+    return table
+
+
+def source_stats(samples: _Samples, failures: Sequence[Sequence[str]]) -> dict[str, SourceStats]:
+    """Conversations per source in the complete and the filtered version, most first."""
+    complete = Counter(samples.sources)
+    passed = Counter(
+        source for source, failed in zip(samples.sources, failures, strict=True) if not failed
+    )
+    return {
+        source: SourceStats(count, passed[source])
+        for source, count in sorted(complete.items(), key=lambda item: (-item[1], item[0]))
+    }
 
 
 def empty_panels(samples: _Samples, steps: Sequence[StepStatus]) -> list[str]:
@@ -337,6 +378,14 @@ def collect(
         code_rules=checks,
         failed_filters={name: failed[name] for name in [*filters, *rules, *checks]},
         origins=_keyed(samples.origins),
+        sources=source_stats(samples, failures),
+        grounded_questions=_by_kind_and_form(samples.grounded),
+        magpie_steering=_keyed(samples.steering),
+        imports=[
+            result
+            for name in sorted(config.sources.imports)
+            if (result := store.read_state(import_file(name), ImportResult)) is not None
+        ],
         generations=_keyed(samples.generations),
         operations=_keyed(samples.operations),
         turns=_keyed(samples.turns),
@@ -351,7 +400,7 @@ def collect(
         code_check=code_check_stats(samples) if config.code_check.enabled else None,
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
-        left_out_by_target=left_out_by_target(steps, samples.count),
+        left_out_by_target=left_out_by_target(steps, source_targets(config)),
         total=run_totals,
         plots={name: f"{PLOTS_DIR}/{name}.png" for name in PLOTS if name in drawn},
         omitted=omitted,

@@ -153,6 +153,7 @@ def test_metadata_carries_provenance_turns_and_every_score(tmp_path: Path) -> No
         "id",
         "messages",
         "origin",
+        "source",
         "generation",
         "operation",
         "turns",
@@ -160,6 +161,7 @@ def test_metadata_carries_provenance_turns_and_every_score(tmp_path: Path) -> No
         "annotation",
     ]
     assert first["annotation"] == msgspec.to_builtins(GOOD_ANNOTATION)
+    assert {line["source"] for line in lines} == {"self_instruct"}
     assert (first["origin"], first["generation"], first["operation"]) == ("self-instruct", 0, None)
     assert (evolved["origin"], evolved["generation"], evolved["operation"]) == (
         "evolved",

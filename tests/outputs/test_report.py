@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_dataset
@@ -17,6 +18,7 @@ from matplotlib.image import imread
 from laerebogen.config.loading import load_config
 from laerebogen.errors import StoreError
 from laerebogen.outputs.card import made_with_gemma, render_card, size_category
+from laerebogen.outputs.export import export
 from laerebogen.outputs.publish import publish
 from laerebogen.outputs.report import (
     PANELS,
@@ -29,7 +31,7 @@ from laerebogen.outputs.report import (
     write_report,
 )
 from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
-from laerebogen.records import Annotation, BlockCheck, Message
+from laerebogen.records import Annotation, BlockCheck, Example, Message, Passage, Step
 from laerebogen.store.run_dir import RunStore
 from tests.support.finished_run import (
     GOOD_ANNOTATION,
@@ -225,18 +227,20 @@ def test_the_funnel_shows_what_the_generation_target_left_out(tmp_path: Path) ->
     assert "| generation-01 | 4 | 0 | - | - | 4 | 1 |" in card
 
 
-def test_the_target_cuts_the_last_rounds_records(tmp_path: Path) -> None:
+def test_the_target_cuts_the_last_rounds_records_of_each_source(tmp_path: Path) -> None:
     store, config = finished_run(tmp_path)
     first, followups, _ = collect(store, config, [])[0].steps
     second = msgspec.structs.replace(first, step="generation-02", kept=5)
-    took = msgspec.structs.replace(followups, records_in=7)
-    assert left_out_by_target([first, second, took], 0) == {
-        "generation-01": 0,
-        "generation-02": 2,
-    }
-    # With no later step the dataset holds what went on.
-    assert left_out_by_target([first, second], 6) == {"generation-01": 0, "generation-02": 3}
-    assert left_out_by_target([first], 4) == {"generation-01": 0}
+    magpie = msgspec.structs.replace(first, step="magpie-01", stage="magpie", kept=4)
+    steps = [first, magpie, second, followups]
+    # 4 + 5 kept for a target of 7: the last round's 2 are left out; Magpie had 4 for 3.
+    assert left_out_by_target(steps, {"self_instruct": 7, "magpie": 3}) == {
+        "generation-01": 0, "magpie-01": 1, "generation-02": 2,
+    }  # fmt: skip
+    assert left_out_by_target([first, second], {"self_instruct": 3}) == {
+        "generation-01": 1, "generation-02": 5,
+    }  # fmt: skip
+    assert left_out_by_target([first], {"self_instruct": 24}) == {"generation-01": 0}
 
 
 def test_distribution_interpolates_percentiles() -> None:
@@ -525,3 +529,63 @@ def test_a_run_without_the_code_check_says_so(tmp_path: Path) -> None:
     assert published.report.stats.code_rules == {}
     assert "7. **Code check**: not run." in card and "## Code check" not in card
     assert "code_exception" not in card
+
+
+SOURCES = [
+    "sources.shares={self_instruct = 0.5, magpie = 0.25, grounded = 0.25}",
+    'sources.grounded.corpus="packaged:corpus_da"',
+]
+
+
+def with_source(record: Example, source: str, note: str = "") -> Example:
+    """``record`` from ``source``: a grounded one rests on a passage, and the base source's
+    step says what made it."""
+    stage = {"magpie": "magpie", "grounded": "grounded"}.get(source, "generation")
+    steps = (Step(stage, 1, "tiny", note=note), *record.provenance.steps[1:])
+    passage = Passage("jul.txt", "jul#2") if source == "grounded" else None
+    provenance = msgspec.structs.replace(
+        record.provenance, source=source, passage=passage, steps=steps
+    )
+    return msgspec.structs.replace(record, provenance=provenance)
+
+
+def test_each_source_is_counted_in_stats_card_and_metadata(tmp_path: Path) -> None:
+    records = final_conversations()
+    made = [
+        ("self_instruct", ""), ("magpie", "steering user_start"),
+        ("grounded", "hvem reading"), ("grounded", "hvorfor closed_book"),
+        ("import:eksempel", ""), ("magpie", "steering user_start"),
+    ]  # fmt: skip
+    records = [with_source(r, *source) for r, source in zip(records, made, strict=True)]
+    store, config = finished_run(tmp_path, records, overrides=SOURCES)
+    steps = [status.step for status in collect(store, config, [])[0].steps]
+    assert steps[:3] == ["generation-01", "magpie-01", "grounded-01"]
+    published = publish(store, config)
+    stats = json.loads(published.report.stats_path.read_text(encoding="utf-8"))
+    # Filtered: conversations 0 (self_instruct) and 5 (magpie) pass.
+    assert stats["sources"] == {
+        "grounded": {"conversations": 2, "filtered": 0},
+        "magpie": {"conversations": 2, "filtered": 1},
+        "import:eksempel": {"conversations": 1, "filtered": 0},
+        "self_instruct": {"conversations": 1, "filtered": 1},
+    }
+    assert list(stats["sources"]) == ["grounded", "magpie", "import:eksempel", "self_instruct"]
+    assert stats["grounded_questions"] == {"hvem": {"reading": 1}, "hvorfor": {"closed_book": 1}}
+    assert stats["magpie_steering"] == {"user_start": 2}
+    card = published.card.read_text(encoding="utf-8")
+    assert "### Sources" in card
+    assert "| `magpie` | Magpie: written by the instruction-tuned model from its bare chat " in card
+    assert "| `import:eksempel` | imported | 1 | 0 | 16.7 % |" in card
+    assert "| hvorfor | 0 | 1 |" in card
+    assert "   - **Magpie**: 9 prompt slots in 1 round" in card  # the run's 6 x 1.5 slots
+    assert "   - **Grounded questions**: 9 passages of the corpus `corpus_da` in 1 round" in card
+    assert "| magpie | user messages | `tiny` |" in card
+    # The metadata says where each conversation's task came from, and the passage.
+    out = tmp_path / "export" / "data.jsonl"
+    export(store, config, out, with_metadata=True, parquet=True)
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["source"] for line in lines] == [source for source, _ in made]
+    assert lines[2]["passage"] == {"file": "jul.txt", "id": "jul#2"} and lines[0]["passage"] is None
+    table = pq.read_table(out.with_suffix(".parquet"))
+    assert table.column("source").to_pylist() == [source for source, _ in made]
+    assert table.column("passage").to_pylist()[2] == {"file": "jul.txt", "id": "jul#2"}

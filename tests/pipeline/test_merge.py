@@ -29,7 +29,7 @@ from laerebogen.pipeline.plan import (
     plan_next,
     read_merge,
     read_plan,
-    round_prompts,
+    round_size,
 )
 from laerebogen.records import LANGUAGE_SCORE, Example, Message, Provenance, Step, record_id
 from laerebogen.store.run_dir import RunStore
@@ -234,7 +234,7 @@ def test_a_generation_round_is_screened_deduplicated_and_the_next_round_planned(
     # 4 kept of 4 prompts: 20 missing at one per prompt, capped at 4 x the first round.
     following = read_plan(store, "generation-02")
     assert following is not None
-    assert following.inputs == round_prompts(TINY, [(4, 4)]) == 16
+    assert following.inputs == round_size(TINY, "self_instruct", [(4, 4)]) == 16
     assert merge_summary(result) == (
         "generation-01: merged 8 records, kept 4, rejected 4 (near_duplicate 2, "
         "instruction_too_short 1, not_danish 1); next: generation-02"

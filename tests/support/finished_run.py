@@ -14,8 +14,10 @@ from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
 from laerebogen.pipeline.driver import import_seeds
 from laerebogen.pipeline.plan import (
+    BASE_STAGES,
     MergeResult,
     StepPlan,
+    first_step,
     merge_file,
     plan_first,
     plan_next,
@@ -135,14 +137,19 @@ def finished_run(
     )
     store = start_run(config, tmp_path / name)
     import_seeds(store, config.seed_path())
-    first = plan_first(store, config)
+    # Round 1 of each base source: the first keeps 4 records, the others none.
+    base_round: StepPlan | None = plan_first(store, config)
     base = [make_example(index) for index in range(4)]
-    followups = plan_next(store, config, write_merged(store, first.step, base))
+    while base_round is not None and base_round.stage in BASE_STAGES:
+        kept = base if base_round.round == 1 and base_round.step == first_step(store) else []
+        following = plan_next(store, config, write_merged(store, base_round.step, kept))
+        next_step = following.step if following else None
+        result = MergeResult(base_round.step, len(kept), len(kept), {}, next_step, 0.1)
+        store.write_state(merge_file(base_round.step), result)
+        base_round = following
+    followups = base_round
     assert followups is not None and followups.step == "followups"
     records = final_conversations() if records is None else list(records)
-    store.write_state(
-        merge_file(first.step), MergeResult(first.step, 4, 4, {}, followups.step, 0.1)
-    )
     judged = {
         "annotate": [GOOD_ANNOTATION] * len(records) if annotations is None else annotations,
         "code_check": code_checks,
