@@ -126,6 +126,13 @@ RUN: dict[str, Expect] = {
     r"\.venv/bin/laerebogen stage preview generation ": Expect(output=("(completion;",)),
     r"\.venv/bin/laerebogen stage preview evolution ": Expect(output=("(chat;",)),
     r"\.venv/bin/laerebogen stage preview annotate ": Expect(output=('"domæne"', "--- constraint")),
+    r"\.venv/bin/laerebogen stage preview magpie ": Expect(
+        output=("(user_turn;", "--- user (the model writes it, starting with:)")
+    ),
+    r"\.venv/bin/laerebogen stage preview grounded ": Expect(output=("(chat;", "Tekst:")),
+    r"\.venv/bin/laerebogen import laerebogen/data/import_sample\.jsonl ": Expect(
+        output=("8 rows as import:eksempel: kept",)
+    ),
 }
 
 # Regular expressions (matched at the start of a command) of the commands this test cannot run.

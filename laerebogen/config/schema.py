@@ -144,7 +144,11 @@ class Generation(_Section):
     """Base generation (Self-Instruct/Alpaca): rounds of few-shot prompts until ``target``."""
 
     target: Annotated[
-        Positive, doc("Base examples wanted: rounds run until the merged rounds hold this many")
+        Positive,
+        doc(
+            "Base examples wanted from every source together (each its share of `[sources]`): "
+            "rounds run until the merged rounds hold this many"
+        ),
     ] = 52_000
     seeds_per_prompt: Annotated[
         Positive, doc("Seed tasks shown as the first items of each prompt's numbered list")
@@ -161,7 +165,8 @@ class Generation(_Section):
         ),
     ] = 4000
     max_rounds: Annotated[
-        Positive, doc("Most rounds of base generation, even when `target` is not reached")
+        Positive,
+        doc("Most rounds of each base source, even when its share of `target` is not reached"),
     ] = 30
     prompts_per_shard: Annotated[Positive, doc("Prompts per shard (one array task)")] = 500
     constrained: Annotated[
