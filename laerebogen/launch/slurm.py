@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from laerebogen.chunking import chunked
-from laerebogen.config.schema import Config, SlurmJob
+from laerebogen.config.schema import PACKAGED, Config, SlurmJob
 from laerebogen.errors import LaerebogenError
 from laerebogen.launch.task import MERGE, JobState, Launcher, Runner, Submission, Task
 
@@ -101,12 +101,16 @@ def windows(tasks: Sequence[Task], size: int) -> list[list[Task]]:
 
 
 def container_python(config: Config, run_dir: Path) -> str | None:
-    """submitit's python command inside the Apptainer image, or None without an image."""
+    """submitit's python command inside the Apptainer image, or None without an image; the
+    run, the models and a grounded source's corpus are bound into it."""
     container = config.container
     if not container.image:
         return None
     binds = [str(run_dir.resolve())]
     binds += [str(config.model_path(role)) for role in ("base", "instruct")]  # type: ignore[arg-type]
+    grounded = config.sources.grounded
+    if "grounded" in config.sources.active() and not grounded.corpus.startswith(PACKAGED):
+        binds.append(str(grounded.corpus_path()))  # the merge jobs cut it into passages
     binds += list(container.binds)
     unique = ",".join(dict.fromkeys(binds))
     image = os.path.expandvars(container.image)

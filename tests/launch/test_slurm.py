@@ -58,6 +58,13 @@ def test_container_python_binds_the_run_the_models_and_extra_directories(tmp_pat
     command = container_python(config, tmp_path / "run")
     binds = f"{tmp_path / 'run'},/shared/models/tiny,/scratch"
     assert command == f"apptainer exec --nv --bind {binds} '/images/laerebogen 1.sif' python"
+    # A grounded source's corpus too, unless it is the one inside the package.
+    grounded = ["sources.shares={self_instruct = 0.5, grounded = 0.5}"]
+    corpus = load_config("tiny", [*grounded, "sources.grounded.corpus='/data/tekster'",
+                                  "container.image='/i.sif'"])  # fmt: skip
+    assert ",/data/tekster " in str(container_python(corpus, tmp_path / "run"))
+    packaged = load_config("tiny", [*grounded, "container.image='/i.sif'"])
+    assert "corpus_da" not in str(container_python(packaged, tmp_path / "run"))
     assert container_python(load_config("tiny"), tmp_path) is None
 
 
