@@ -153,20 +153,28 @@ def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
     prompts = sum(step.records_in for step in generation)
     parsed = sum(step.records_out for step in generation)
     kept = sum(step.kept or 0 for step in generation)
-    capped = sum(stats.left_out_by_target.values())
+    capped = _left_out(stats, generation)
     rounds = len(generation)
-    lines = [
-        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
-        "input, output).",
-        f"2. **Base generation**: {prompts} few-shot prompts of "
+    targets = source_targets(config)
+    self_instruct = (
+        f"{prompts} few-shot prompts of "
         f"{config.generation.seeds_per_prompt} random seeds in {rounds} "
         f"round{'s' if rounds != 1 else ''} asked the pretrained model for up to "
         f"{config.generation.tasks_per_prompt} new tasks each; {parsed} were parsed and {kept} "
-        f"kept after screening and deduplication (target {config.generation.target}"
+        f"kept after screening and deduplication (target "
+        f"{targets.get('self_instruct', 0)}"
+        + (f" of {config.generation.target}" if len(targets) > 1 else "")
         + (f"; {capped} left out by the target" if capped else "")
-        + ").",
+        + ")."
+        if "self_instruct" in targets
+        else "Self-Instruct had no share of the target: the tasks came from the sources below."
+    )
+    lines = [
+        f"1. **Seeds**: {stats.seed_tasks} hand-written Danish tasks (instruction, optional "
+        "input, output).",
+        f"2. **Base generation**: {self_instruct}",
+        *_other_sources(stats, config, steps),
     ]
-    lines += _other_sources(stats, config, steps)
     for number, (stage, what) in enumerate(
         (("grammar", "Grammar correction"), ("quality", "Quality improvement")), start=3
     ):
@@ -249,8 +257,9 @@ def _other_sources(
             f"{_rounds(magpie)}: the instruction-tuned model wrote a user's message from its "
             "bare chat template and then answered it; "
             f"{sum(s.records_out for s in magpie)} tasks made, "
-            f"{sum(s.kept or 0 for s in magpie)} kept (target {targets['magpie']}; "
-            f"steering of the final conversations: {steering or 'none left'})."
+            f"{sum(s.kept or 0 for s in magpie)} kept (target {targets['magpie']}"
+            + _left_out_note(stats, magpie)
+            + f"; steering of the final conversations: {steering or 'none left'})."
         )
     grounded = steps.get("grounded", [])
     if grounded:
@@ -262,7 +271,7 @@ def _other_sources(
             f"and a judgement whether the passage supports it; "
             f"{sum(s.records_out for s in grounded)} tasks made ({unsupported} more rejected "
             f"as unsupported), {sum(s.kept or 0 for s in grounded)} kept (target "
-            f"{targets['grounded']})."
+            f"{targets['grounded']}" + _left_out_note(stats, grounded) + ")."
         )
     for result in stats.imports:
         lines.append(
@@ -271,6 +280,16 @@ def _other_sources(
             f"{result.step}."
         )
     return lines
+
+
+def _left_out(stats: DatasetStats, steps: Sequence[StepStatus]) -> int:
+    """Records of ``steps`` (a source's rounds) left out by the source's target."""
+    return sum(stats.left_out_by_target.get(step.step, 0) for step in steps)
+
+
+def _left_out_note(stats: DatasetStats, steps: Sequence[StepStatus]) -> str:
+    left_out = _left_out(stats, steps)
+    return f"; {left_out} left out by the target" if left_out else ""
 
 
 def _rounds(steps: Sequence[StepStatus]) -> str:

@@ -63,7 +63,8 @@ def parse_json_object(
     Returns ``(object, "")`` or ``(None, reason)`` with reason ``invalid_json``,
     ``not_an_object``, ``missing_field`` or ``wrong_type``. A code fence around the object is
     accepted, and raw control characters inside strings too (``strict=False``): weak models
-    write both, and neither changes what the reply says.
+    write both, and neither changes what the reply says. A string with an escaped lone
+    surrogate is ``invalid_json``: it cannot be written to a record file.
     """
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
@@ -71,7 +72,9 @@ def parse_json_object(
         stripped = fenced.group(1).strip()
     try:
         value = json.loads(stripped, strict=False)
-    except ValueError:
+        # An escaped lone surrogate (\\udebf) loads, but no UTF-8 file can hold it.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
         return None, "invalid_json"
     if not isinstance(value, dict):
         return None, "not_an_object"

@@ -22,7 +22,7 @@ from laerebogen.launch.choose import make_launcher
 from laerebogen.launch.task import MERGE, JobState
 from laerebogen.pipeline.driver import Driver, Progress
 from laerebogen.pipeline.jobs import job_runner
-from laerebogen.pipeline.plan import plan_first, read_merge
+from laerebogen.pipeline.plan import plan_first, read_merge, read_plan
 from laerebogen.records import Example
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
@@ -76,6 +76,73 @@ def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> 
     ]
     followup_inputs = [r.id for r in store.read_inputs("followups", 0)]
     assert sorted(followup_inputs) == sorted(pool)
+
+
+# Every source on the tiny model: a third of the target each for the base sources, the shipped
+# import sample entering at quality, and nothing after quality.
+ALL_SOURCES = (
+    *GENERATION_ONLY,
+    "generation.first_round_prompts=4",
+    "generation.target=6",
+    "generation.max_rounds=2",
+    "quality.enabled=true",
+    "sources.shares={self_instruct = 0.34, magpie = 0.33, grounded = 0.33}",
+    'sources.imports.eksempel={path = "packaged:import_sample.jsonl", step = "quality"}',
+)
+
+
+def test_every_source_goes_through_its_rounds_into_the_dataset(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    config = load_config("tiny", [f"model_dir={str(tiny_model_dir.parent)!r}", *ALL_SOURCES])
+    run = tmp_path / "run"
+    out = io.StringIO()
+    run_dataset(config, run, "debug", out=out)
+    check_no_record_lost_or_duplicated(run)
+    steps = steps_of(run)
+    assert steps[:3] == ["generation-01", "magpie-01", "grounded-01"] and steps[-1] == "quality"
+    assert "import-eksempel: 8 rows of " in out.getvalue()
+    store = RunStore(run)
+    final = list(store.read_merged("quality"))
+    sources = {record.provenance.source for record in final}
+    # The import's 8 tasks pass quality (a random judge keeps an example it cannot read).
+    assert "import:eksempel" in sources and "self_instruct" in sources
+    quality_inputs = [r for shard in range(read_plan(store, "quality").shards)  # type: ignore[union-attr]
+                      for r in store.read_inputs("quality", shard)]  # fmt: skip
+    made = {record.provenance.source for record in quality_inputs}
+    assert {"self_instruct", "magpie", "import:eksempel"} <= made
+    assert made <= {"self_instruct", "magpie", "grounded", "import:eksempel"}
+    # The random judge rarely says yes: grounded tasks reach it, with their passages.
+    judged = [
+        rejection
+        for step in steps
+        if step.startswith("grounded")
+        for shard in range(read_plan(store, step).shards)  # type: ignore[union-attr]
+        for rejection in store.read_rejects(step, shard)
+    ]
+    assert "grounded" in made or any(r.reason == "unsupported" for r in judged)
+    assert all(r.record.provenance.passage for r in judged if r.record is not None)
+    for record in quality_inputs:
+        assert record.provenance.steps[0].stage == {
+            "self_instruct": "generation", "magpie": "magpie", "grounded": "grounded",
+            "import:eksempel": "import",
+        }[record.provenance.source]  # fmt: skip
+        assert (record.provenance.passage is not None) == (record.provenance.source == "grounded")
+    status = cli("status", "--run", str(run))
+    assert "sources (kept/to deliver): self_instruct " in status.stdout
+    export = cli(
+        "export", "--run", str(run), "--out", str(tmp_path / "ud.jsonl"), "--with-metadata"
+    )
+    assert export.returncode == 0, export.stderr
+    lines = [json.loads(line) for line in (tmp_path / "ud.jsonl").read_text().splitlines()]
+    assert {line["source"] for line in lines} == sources
+    # Resumable as every step: a rerun finds each source's steps and the import done.
+    before = (run / "dataset.jsonl").read_bytes()
+    again = io.StringIO()
+    run_dataset(config, run, "debug", out=again)
+    assert all(f"{step}: done already" in again.getvalue() for step in steps)
+    assert "screening" not in again.getvalue()  # the import is not read again
+    assert (run / "dataset.jsonl").read_bytes() == before
 
 
 def test_rerunning_a_finished_run_submits_nothing_and_keeps_the_dataset(

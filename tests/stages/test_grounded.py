@@ -140,3 +140,11 @@ def test_the_tiny_model_asks_answers_and_judges(tiny_engine: Engine, tiny_config
     ]
     for record in judged:
         assert record is not None and record.provenance.passage is not None
+
+
+def test_a_reply_with_a_lone_surrogate_is_unreadable_not_a_crash() -> None:
+    # Constrained JSON allows \\u escapes, and a random model writes half a surrogate pair.
+    outcomes, _ = run(question='{"spørgsmål": "Hvem var kongen \\udebf i 1849?"}')
+    assert {r.reason for o in outcomes for r in o.rejections} == {"invalid_question"}
+    outcomes, _ = run(question='{"spørgsmål": "Hvem var kongen \\ud83d\\ude00 i 1849?"}')
+    assert all(outcome.records for outcome in outcomes)  # a whole pair is a character
