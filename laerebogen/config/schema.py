@@ -361,8 +361,10 @@ class Grounded(_InstructStage):
     def __post_init__(self) -> None:
         if self.min_passage_chars > self.max_passage_chars:
             raise ValueError("min_passage_chars is above max_passage_chars")
-        if unknown := sorted(set(self.kinds) - set(QUESTION_KINDS)) or not self.kinds:
-            raise ValueError(f"kinds must be among {', '.join(QUESTION_KINDS)}, not {unknown}")
+        unknown = sorted(set(self.kinds) - set(QUESTION_KINDS))
+        if unknown or not self.kinds:
+            wrong = f", not {', '.join(unknown)}" if unknown else ""
+            raise ValueError(f"kinds must be some of {', '.join(QUESTION_KINDS)}{wrong}")
 
     def corpus_path(self) -> Path:
         """The corpus file or folder."""

@@ -48,7 +48,7 @@ def entry_stage(config: Config, name: str) -> str:
     """The stage of the step the import ``name`` enters at; a one-line error when the run
     has no such step."""
     step = config.sources.imports[name].step
-    stages = {name: stage for name, stage, _ in later_steps(config)}
+    stages = {step_name: stage for step_name, stage, _ in later_steps(config)}
     if step not in stages:
         raise ConfigError(
             f"sources.imports.{name}.step: {step!r} is not a step of this run; choose one of "

@@ -124,3 +124,29 @@ def test_model_paths_resolve_under_model_dir(
     config = load_config("tiny", ["model_dir=$MODELS", "models.instruct.path=/abs/it"])
     assert config.model_path("base") == tmp_path / "tiny"
     assert config.model_path("instruct") == Path("/abs/it")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sources.shares={magpie = 0.5}", "the shares add up to 0.5, not 1"),
+        ("sources.shares={wiki = 1.0}", "unknown source 'wiki': choose from self_instruct"),
+        ("sources.shares={self_instruct = 1.0, magpie = 0.0}", "every share must be above 0"),
+        (
+            'sources.grounded.kinds=["hvem", "hvilken"]',
+            "kinds must be some of hvem, .*, not hvilken",
+        ),
+        ("sources.grounded.kinds=[]", "kinds must be some of hvem"),
+        ("sources.grounded.min_passage_chars=2000", "min_passage_chars is above max_passage_chars"),
+    ],
+)
+def test_sources_are_checked_when_the_config_loads(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny", [override])
+
+
+def test_the_grounded_source_needs_a_corpus() -> None:
+    with pytest.raises(ConfigError, match=r"the grounded source needs sources\.grounded\.corpus"):
+        load_config("gemma-27b", ["sources.shares={self_instruct = 0.8, grounded = 0.2}"])
+    shipped = load_config("tiny", ["sources.shares={grounded = 1.0}"]).sources.grounded
+    assert shipped.corpus_path().name == "corpus_da" and shipped.corpus_path().is_dir()
