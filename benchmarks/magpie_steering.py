@@ -31,9 +31,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=48)
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--set", action="append", default=[], help="a config override")
     args = parser.parse_args()
 
-    config = load_config("local", [f'model_dir="{Path(args.model_dir).expanduser()}"'])
+    model_dir = f'model_dir="{Path(args.model_dir).expanduser()}"'
+    config = load_config("local", [model_dir, *args.set])
     slots = prompt_slots(1, args.slots)
     messages: dict[str, list[str]] = {}
     tasks: dict[str, list[Example]] = {}

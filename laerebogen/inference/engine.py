@@ -142,12 +142,11 @@ def transcript(messages: Sequence[dict[str, str]], bos: str) -> str:
 
 
 def transcript_user_turn(system: str, start: str, bos: str) -> str:
-    """The transcript of :func:`transcript` up to where the user speaks, then ``start``."""
-    return (
-        bos
-        + (f"{system.strip()}\n\n" if system else "")
-        + f"{TRANSCRIPT_SPEAKERS['user']}: {start}"
-    )
+    """The transcript of :func:`transcript` up to where the user speaks, then ``start``. No
+    space after the label unless ``start`` follows: the model writes the space with its first
+    word, as words are tokenized (a prompt that ends in a space leaves it only rarer tokens)."""
+    head = f"{system.strip()}\n\n" if system else ""
+    return f"{bos}{head}{TRANSCRIPT_SPEAKERS['user']}:" + (f" {start}" if start else "")
 
 
 # Progress of one vLLM call: requests answered so far, requests asked, tokens they hold.

@@ -108,6 +108,13 @@ def _json_rows(path: Path) -> Iterator[tuple[int, str, Any]]:
     with handle:
         for row, whole_line in enumerate(handle, start=1):
             raw = whole_line.rstrip(b"\r\n")
+            if row == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as editors write
+                if raw.strip() == b"[":
+                    raise SourceError(
+                        f"{path}: a JSON array over several lines, not one object per line; "
+                        f"convert it with: jq -c '.[]' {path.name} > {path.stem}.jsonl"
+                    )
             if not raw.strip():
                 continue
             try:

@@ -74,7 +74,9 @@ class MagpieStage(Stage):
         seed = context.seed(self.name, record.id, "user")
         start = ""
         if self.settings.steering == "user_start":
-            start = random.Random(seed).choice(openings()) + " "
+            # No space after it: the model's next token brings its own (a prompt that ends in a
+            # space leaves a model only the rarer tokens that start without one).
+            start = random.Random(seed).choice(openings())
         result = yield UserTurnRequest(
             id=f"{record.id}/user",
             system=self.system,

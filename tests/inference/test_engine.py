@@ -251,6 +251,8 @@ def test_a_user_turn_is_the_template_up_to_the_users_message(
     assert transcribed._render_user_turn(gemma_tokenizer, user_turn("Skriv dansk.", "Hvad")) == (
         "<bos>Skriv dansk.\n\nBruger: Hvad"
     )
+    # Without a start, no space after the label: the model's first word brings its own.
+    assert transcribed._render_user_turn(gemma_tokenizer, user_turn()) == "<bos>Bruger:"
 
 
 def test_the_model_writes_the_users_message_and_ends_with_its_turn(tiny_engine: Engine) -> None:

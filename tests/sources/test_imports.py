@@ -151,3 +151,14 @@ def test_import_names_are_checked(name: str) -> None:
     with pytest.raises(SourceError, match="import name"):
         check_import_name(name)
     assert check_import_name("wiki_da-2") == "wiki_da-2"
+
+
+def test_a_byte_order_mark_is_read_and_a_json_array_file_is_one_error(tmp_path: Path) -> None:
+    marked = tmp_path / "bom.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + encoded(ALPACA) + b"\n")
+    [record] = read_import(marked, "bom")
+    assert isinstance(record, Example) and record.output == "København."
+    array = tmp_path / "alpaca_data.json"
+    array.write_text("[\n" + json.dumps(ALPACA) + "\n]\n")
+    with pytest.raises(SourceError, match=r"a JSON array over several lines.*jq -c"):
+        list(read_import(array, "alpaca"))
