@@ -210,16 +210,19 @@ class Cli:
         requests: str,
         results: str,
         config: str = "local",
-        role: str = "base",
+        model: str = "base",
         set: Sequence[str] | str | None = None,
     ) -> None:
-        """Run a JSONL file of engine requests through a config's model; write results."""
+        """Run a JSONL file of engine requests through a config's model (``--model NAME``, a
+        ``[models.NAME]``); write results."""
         from laerebogen.commands.generate import generate_file
 
-        if role not in ("base", "instruct"):
-            raise LaerebogenError(f"--role must be base or instruct, got {role!r}")
         resolved = load_config(config, _overrides(set))
-        print(generate_file(Path(requests), Path(results), resolved, role))  # type: ignore[arg-type]
+        if model not in resolved.models:
+            known = ", ".join(sorted(resolved.models))
+            raise LaerebogenError(f"--model must name a [models.NAME] of the config ({known}), "
+                                  f"got {model!r}")  # fmt: skip
+        print(generate_file(Path(requests), Path(results), resolved, model))
 
     def doctor(
         self,

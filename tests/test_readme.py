@@ -100,7 +100,7 @@ RUN: dict[str, Expect] = {
     r"\.venv/bin/laerebogen check-code runs/local/dataset\.jsonl ": Expect(
         output=("code blocks:", "(sandbox: "), files=("checked.jsonl", "failing.jsonl")
     ),
-    r"\.venv/bin/laerebogen config reference$": Expect(output=("#### `[models.<role>]`",)),
+    r"\.venv/bin/laerebogen config reference$": Expect(output=("#### `[models.<name>]`",)),
     r"\.venv/bin/laerebogen seeds check( |$)": Expect(
         output=("176 tasks", "near-duplicate instructions (ROUGE-L > 0.7): none")
     ),

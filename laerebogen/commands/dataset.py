@@ -51,11 +51,13 @@ def run_dataset(
     refuse_another_recipe(store, config)
     seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
     check_imports(config)
-    stages = [build_stage(stage, config, run_dir) for stage in stages_to_run(store, config)]
-    roles = [stage.role for stage in stages if stage.role is not None]
+    stages = stages_to_run(store, config)
+    for stage in stages:
+        build_stage(stage, config, run_dir)  # a stage that cannot be built stops the run here
+    models = sorted({model for stage in stages for model in config.stage_models(stage)})
     launcher = make_launcher(name, config, run_dir, job_runner(name))
     launcher.check()
-    ensure_models(map(config.model_path, roles), progress=lambda line: out.write(line + "\n"))
+    ensure_models(map(config.model_path, models), progress=lambda line: out.write(line + "\n"))
     with store.driver_lock() as locked:
         if not locked:
             out.write(f"{run_dir}: the file system has no locks: run one driver at a time\n")

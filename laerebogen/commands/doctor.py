@@ -107,11 +107,11 @@ def _image(image: str) -> Callable[[], str]:
     return probe
 
 
-def _model(config: Config, role: str) -> Callable[[], str]:
+def _model(config: Config, name: str) -> Callable[[], str]:
     def probe() -> str:
         from laerebogen.inference.engine import check_model_dir
 
-        path = config.model_path(role)  # type: ignore[arg-type]
+        path = config.model_path(name)
         check_model_dir(path)
         weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin")]
         if not weights:
@@ -172,8 +172,8 @@ def checks(config: Config | None, run_dir: Path | None, executor: str | None) ->
     if config.container.image:
         yield _attempt("apptainer", _command("apptainer", "--version"))
         yield _attempt("image", _image(config.container.image))
-    for role in ("base", "instruct"):
-        yield _attempt(f"model ({role})", _model(config, role))
+    for name in config.models_in_use():
+        yield _attempt(f"model ({name})", _model(config, name))
     if config.code_check.enabled:
         yield _attempt("code sandbox", _sandbox(config))
     if run_dir is not None:

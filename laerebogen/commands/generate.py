@@ -7,7 +7,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
@@ -34,13 +33,11 @@ def read_requests(path: Path) -> list[Request]:
     return batch
 
 
-def generate_file(
-    requests: Path, results: Path, config: Config, role: Literal["base", "instruct"]
-) -> str:
-    """Answer every request of ``requests`` with ``role``'s model into ``results`` (JSONL, in
-    order), with progress on stderr; says how long it took and how the answers finished."""
+def generate_file(requests: Path, results: Path, config: Config, model: str) -> str:
+    """Answer every request of ``requests`` with ``[models.<model>]`` into ``results`` (JSONL,
+    in order), with progress on stderr; says how long it took and how the answers finished."""
     batch = read_requests(requests)
-    engine = Engine.from_config(config, role)
+    engine = Engine.from_config(config, model)
     answers: list[Result] = []
     start = time.perf_counter()
     with engine:

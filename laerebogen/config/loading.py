@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from laerebogen.config.schema import Config
+from laerebogen.config.schema import Config, Model
 from laerebogen.errors import ConfigError
 
 PACKAGED_DIR = Path(__file__).parent / "presets"
@@ -71,6 +71,13 @@ def dump_config(config: Config) -> str:
 
 
 def _validate(data: dict[str, Any], source: str) -> Config:
+    # Each model first: msgspec names a key of a dict `[...]`, and the user needs its name.
+    models = data.get("models")
+    for name, table in models.items() if isinstance(models, dict) else ():
+        try:
+            msgspec.convert(table, Model)
+        except msgspec.ValidationError as error:
+            raise ConfigError(f"{source}: {_describe(error, f'models.{name}')}") from None
     try:
         return msgspec.convert(data, Config)
     except msgspec.ValidationError as error:
@@ -81,12 +88,13 @@ _ERROR_AT = re.compile(r"(?P<what>.*) - at `\$(?P<where>.*)`")
 _KEY_IN_MESSAGE = re.compile(r"Object (?:contains unknown|missing required) field `(?P<key>[^`]+)`")
 
 
-def _describe(error: msgspec.ValidationError) -> str:
-    """Turn msgspec's message into one line with a dotted key path."""
+def _describe(error: msgspec.ValidationError, table: str = "") -> str:
+    """Turn msgspec's message into one line with a dotted key path (under ``table``, the
+    path of what was validated)."""
     message = str(error)
     match = _ERROR_AT.fullmatch(message)
     what, where = (match["what"], match["where"]) if match else (message, "")
-    key_path = where.lstrip(".")
+    key_path = f"{table}{where}".lstrip(".")
     key = _KEY_IN_MESSAGE.match(what)
     if key:
         full = f"{key_path}.{key['key']}" if key_path else key["key"]

@@ -14,10 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
-from laerebogen.config.schema import Config, Models
-
-# Tables whose keys all hold the same kind of table: documented once, under a placeholder.
-PLACEHOLDERS: dict[type[msgspec.Struct], str] = {Models: "<role>"}
+from laerebogen.config.schema import Config
 
 SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 HEADER = "| key | type | default | description |\n|---|---|---|---|"
@@ -39,7 +36,6 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
     value, if it has one: a nested table's defaults are its field's, not its class's."""
     rows = [f"#### `[{path}]`" if path else "#### Top level", "", HEADER]
     tables: dict[str, tuple[type[msgspec.Struct], Any]] = {}
-    placeholder = PLACEHOLDERS.get(struct)
     for field in msgspec.structs.fields(struct):
         key = f"{path}.{field.name}" if path else field.name
         kind, bounds, description = _unwrap(field.type, key)
@@ -47,13 +43,12 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
         if get_origin(kind) is dict and _is_table(get_args(kind)[1]):
             table = f"{key}.<name>"  # a table of named tables, each like the value type
             tables[table] = (get_args(kind)[1], None)
-            rows.append(
-                _row(field.name, "`table`", f"`{_toml(default)}`, see `[{table}]`", description)
-            )
+            see = f"see `[{table}]`"
+            shown = f"required, {see}" if field.required else f"`{_toml(default)}`, {see}"
+            rows.append(_row(field.name, "`table`", shown, description))
         elif _is_table(kind):
-            table = f"{path}.{placeholder}" if placeholder else key
-            if tables.setdefault(table, (kind, default)) != (kind, default):
-                raise ValueError(f"{key}: differs from the other tables of [{table}]")
+            table = key
+            tables[table] = (kind, default)
             see = f"see `[{table}]`"
             shown = f"required, {see}" if field.required else see
             rows.append(_row(field.name, "`table`", shown, description))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -76,7 +76,10 @@ class Model(_Section):
     ] = 4096
     tensor_parallel_size: Annotated[
         Positive,
-        doc("GPUs one model is split over; the local executor gives each task the base model's"),
+        doc(
+            "GPUs one model is split over: a SLURM task of this model asks for this many (at "
+            "most `slurm.gpu_job.gpus`); a local worker gets the largest model's"
+        ),
     ] = 1
     gpu_memory_utilization: Annotated[
         float,
@@ -103,16 +106,30 @@ class Model(_Section):
     ] = "model"
 
 
-class Models(_Section):
-    """The pretrained model for base generation and the instruction-tuned one for the rest."""
+MODEL_CHOICE_DOC = (
+    "The `[models.NAME]` that writes this stage's requests, or a mixture: a table of names and "
+    "weights adding up to 1, e.g. `{ gemma = 0.5, other = 0.5 }` (each record's model is drawn "
+    "by a hash of its id, the step and the run's seed)"
+)
+# A stage's model: one model's name, or a table of names and weights (a mixture).
+ModelChoice = str | dict[str, float]
 
-    base: Annotated[Model, doc("The pretrained model of base generation")]
-    instruct: Annotated[
-        Model,
-        doc(
-            "The instruction-tuned model of grammar, quality, evolution, follow-ups and annotation"
-        ),
-    ]
+
+def model_weights(choice: ModelChoice) -> dict[str, float]:
+    """A stage's ``model`` as weights by model name (one model: weight 1)."""
+    return {choice: 1.0} if isinstance(choice, str) else dict(choice)
+
+
+def check_weights(choice: ModelChoice) -> None:
+    """A mixture's weights must be above 0 and add up to 1."""
+    if isinstance(choice, str):
+        return
+    if not choice:
+        raise ValueError("a model table needs at least one model")
+    if any(weight <= 0 for weight in choice.values()):
+        raise ValueError("every model's weight must be above 0 (leave a model out instead)")
+    if abs(sum(choice.values()) - 1.0) > 1e-6:
+        raise ValueError(f"the model weights add up to {sum(choice.values()):g}, not 1")
 
 
 class Engine(_Section):
@@ -169,6 +186,11 @@ class Generation(_Section):
         doc("Most rounds of each base source, even when its share of `target` is not reached"),
     ] = 30
     prompts_per_shard: Annotated[Positive, doc("Prompts per shard (one array task)")] = 500
+    model: Annotated[ModelChoice, doc(MODEL_CHOICE_DOC)] = "base"
+
+    def __post_init__(self) -> None:
+        check_weights(self.model)
+
     constrained: Annotated[
         bool, doc("Force the numbered-list format by a regex (for a model that cannot follow it)")
     ] = False
@@ -189,6 +211,7 @@ class _InstructStage(_Section):
     """
 
     records_per_shard: Annotated[Positive, doc("Records per shard (one array task)")] = 5000
+    model: Annotated[ModelChoice, doc(MODEL_CHOICE_DOC)] = "instruct"
     constrained: Annotated[
         bool, doc("Make structured (JSON) replies follow their format exactly")
     ] = True
@@ -199,6 +222,9 @@ class _InstructStage(_Section):
             "with a real vocabulary)"
         ),
     ] = False
+
+    def __post_init__(self) -> None:
+        check_weights(self.model)
 
 
 class Grammar(_InstructStage):
@@ -268,6 +294,9 @@ class Annotate(_InstructStage):
     """Judgement of each final conversation: domain, task type, difficulty, quality and harm."""
 
     enabled: Annotated[bool, doc("Run the annotate step after the follow-ups")] = True
+    model: Annotated[
+        str, doc("The `[models.NAME]` that judges every conversation (one model: no mixture)")
+    ] = "instruct"
     taxonomy: Annotated[
         str,
         doc(
@@ -292,6 +321,8 @@ class Annotate(_InstructStage):
 
 # The sources that write new tasks, in the order their rounds run; imports come on top.
 BASE_SOURCES = ("self_instruct", "magpie", "grounded")
+# The stage of each base source (and its config table); its rounds are steps ``<stage>-01`` ...
+SOURCE_STAGES = {"self_instruct": "generation", "magpie": "magpie", "grounded": "grounded"}
 # A path starting so names a file or folder shipped in the package's ``data`` folder.
 PACKAGED = "packaged:"
 
@@ -359,6 +390,7 @@ class Grounded(_InstructStage):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_passage_chars > self.max_passage_chars:
             raise ValueError("min_passage_chars is above max_passage_chars")
         unknown = sorted(set(self.kinds) - set(QUESTION_KINDS))
@@ -574,7 +606,13 @@ class Launch(_Section):
 class Config(_Section):
     """A whole recipe: models, per-stage settings and where the work runs."""
 
-    models: Annotated[Models, doc("The two models; each needs at least `path`")]
+    models: Annotated[
+        dict[str, Model],
+        doc(
+            "Models by name, each at least a `path`; stages name theirs with `model` "
+            "(by default `base` for base generation, `instruct` for the rest)"
+        ),
+    ]
     name: Annotated[
         str, doc("Recipe name: shown by the driver; `runs/<name>` is the default run directory")
     ] = ""
@@ -620,10 +658,51 @@ class Config(_Section):
             return packaged_seed_path()
         return Path(os.path.expandvars(self.seed_file)).expanduser()
 
-    def model_path(self, role: Literal["base", "instruct"]) -> Path:
-        """The model directory of ``role``; relative paths are taken under ``model_dir``."""
-        model: Model = getattr(self.models, role)
-        path = Path(os.path.expandvars(model.path)).expanduser()
+    def __post_init__(self) -> None:
+        for stage in self.model_stages():
+            for name in model_weights(self.stage_settings(stage).model):
+                if name not in self.models:
+                    known = ", ".join(sorted(self.models)) or "none"
+                    raise ValueError(
+                        f"{stage} names the model {name!r}, but there is no [models.{name}] "
+                        f"(models: {known})"
+                    )
+
+    def model_stages(self) -> list[str]:
+        """The stages of this recipe that run a model, in order (each names its models)."""
+        sources = [SOURCE_STAGES[source] for source in self.sources.active()]
+        later = {
+            "grammar": self.grammar.enabled,
+            "quality": self.quality.enabled,
+            "evolution": self.evolution.generations > 0,
+            "followups": self.followups.turns > 0,
+            "annotate": self.annotate.enabled,
+        }
+        return [*sources, *(stage for stage, enabled in later.items() if enabled)]
+
+    def stage_settings(self, stage: str) -> Any:
+        """The config table of ``stage`` (``magpie`` and ``grounded`` live under sources)."""
+        if stage in ("magpie", "grounded"):
+            return getattr(self.sources, stage)
+        return getattr(self, stage)
+
+    def stage_models(self, stage: str) -> dict[str, float]:
+        """The models of ``stage`` with their weights; empty for a stage without a model."""
+        settings = self.stage_settings(stage)
+        return model_weights(settings.model) if hasattr(settings, "model") else {}
+
+    def models_in_use(self) -> list[str]:
+        """The models some stage of this recipe runs, sorted by name."""
+        return sorted({name for stage in self.model_stages() for name in self.stage_models(stage)})
+
+    def shard_gpus(self, model: str) -> int:
+        """The GPUs a SLURM shard of ``[models.<model>]`` asks for: as many as the model is
+        split over, none on a cluster whose ``gpu_job`` asks for none."""
+        return self.models[model].tensor_parallel_size if self.slurm.gpu_job.gpus else 0
+
+    def model_path(self, name: str) -> Path:
+        """The directory of model ``name``; relative paths are taken under ``model_dir``."""
+        path = Path(os.path.expandvars(self.models[name].path)).expanduser()
         if path.is_absolute():
             return path
         return Path(os.path.expandvars(self.model_dir)).expanduser() / path

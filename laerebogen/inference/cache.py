@@ -18,16 +18,16 @@ class EngineCache:
         self._engines: dict[tuple[str, object], Engine] = {}
         self.keep = keep
 
-    def get(self, config: Config, role: str) -> Engine:
-        """The loaded engine of ``role``'s model, started on first use."""
-        model = getattr(config.models, role)
-        # Roles that differ only in how prompts are rendered share one loaded model.
+    def get(self, config: Config, name: str) -> Engine:
+        """The loaded engine of model ``name`` (``[models.<name>]``), started on first use."""
+        model = config.models[name]
+        # Models that differ only in how prompts are rendered share one loaded model.
         loaded = msgspec.structs.replace(model, chat_template=None)
-        key = (str(config.model_path(role)), loaded)  # type: ignore[arg-type]
+        key = (str(config.model_path(name)), loaded)
         if key not in self._engines:
             if self.keep is not None and len(self._engines) >= self.keep:
                 self.close()
-            engine = Engine.from_config(config, role)  # type: ignore[arg-type]
+            engine = Engine.from_config(config, name)
             engine.load()
             self._engines[key] = engine
         engine = self._engines[key]

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from laerebogen.chunking import chunked
 from laerebogen.config.schema import Config, Model
@@ -196,12 +196,12 @@ class Engine:
         self._llm: LLM | None = None
 
     @classmethod
-    def from_config(cls, config: Config, role: Literal["base", "instruct"]) -> Engine:
-        """The engine for the base or the instruction-tuned model of a configuration: this
+    def from_config(cls, config: Config, name: str) -> Engine:
+        """The engine for model ``name`` of a configuration (``[models.<name>]``): this
         class, or the stand-in that ``$LAEREBOGEN_ENGINE_FACTORY`` names."""
         factory = os.environ.get(ENGINE_FACTORY)
         engine_class = stand_in(factory) if factory else cls
-        return engine_class(getattr(config.models, role), config.model_path(role), config.engine)
+        return engine_class(config.models[name], config.model_path(name), config.engine)
 
     @property
     def name(self) -> str:

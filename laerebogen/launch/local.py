@@ -145,7 +145,8 @@ class LocalLauncher(Launcher):
     def __init__(self, config: Config, run_dir: Path) -> None:
         self.run_dir = run_dir
         gpus = visible_gpus()
-        per_task = max(config.models.base.tensor_parallel_size, 1)
+        in_use = [config.models[model] for model in config.models_in_use()]
+        per_task = max((model.tensor_parallel_size for model in in_use), default=1)
         groups = list(chunked(gpus, per_task))
         self.gpu_groups = [group for group in groups if len(group) == per_task]
         slots = config.launch.local_parallelism

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from laerebogen.chunking import chunked
 from laerebogen.config.schema import PACKAGED, Config, SlurmJob
 from laerebogen.errors import LaerebogenError
@@ -107,7 +109,7 @@ def container_python(config: Config, run_dir: Path) -> str | None:
     if not container.image:
         return None
     binds = [str(run_dir.resolve())]
-    binds += [str(config.model_path(role)) for role in ("base", "instruct")]  # type: ignore[arg-type]
+    binds += [str(config.model_path(name)) for name in config.models_in_use()]
     grounded = config.sources.grounded
     if "grounded" in config.sources.active() and not grounded.corpus.startswith(PACKAGED):
         binds.append(str(grounded.corpus_path()))  # the merge jobs cut it into passages
@@ -153,10 +155,31 @@ def sbatch_options(config: Config, job: SlurmJob) -> list[str]:
     return [f"--{key}" if value is True else f"--{key}={value}" for key, value in options.items()]
 
 
+def model_job(config: Config, model: str) -> SlurmJob:
+    """The resources of a shard of ``[models.<model>]``: ``gpu_job``'s, with as many GPUs as
+    the model is split over (none on a cluster whose ``gpu_job`` asks for none)."""
+    return msgspec.structs.replace(config.slurm.gpu_job, gpus=config.shard_gpus(model))
+
+
+def check_model_gpus(config: Config) -> None:
+    """One line when a model of the recipe needs more GPUs than ``gpu_job`` may have."""
+    most = config.slurm.gpu_job.gpus
+    for model in config.models_in_use():
+        needed = config.models[model].tensor_parallel_size
+        if most and needed > most:
+            raise LaerebogenError(
+                f"[models.{model}] tensor_parallel_size = {needed} needs {needed} GPUs per task, "
+                f"but [slurm] gpu_job.gpus = {most}: raise gpu_job.gpus or lower the model's "
+                "tensor_parallel_size"
+            )
+
+
 def check_slurm_accepts(config: Config) -> None:
-    """Ask SLURM (``sbatch --test-only``) whether it would take a shard and a merge job as
-    the config asks for them; one line naming the settings when it would not."""
-    for key, job in (("gpu_job", config.slurm.gpu_job), ("cpu_job", config.slurm.cpu_job)):
+    """Ask SLURM (``sbatch --test-only``) whether it would take each model's shards and a
+    merge job as the config asks for them; one line naming the settings when it would not."""
+    check_model_gpus(config)
+    jobs = {("gpu_job", model_job(config, model)) for model in config.models_in_use()}
+    for key, job in [*sorted(jobs, key=str), ("cpu_job", config.slurm.cpu_job)]:
         options = sbatch_options(config, job)
         result = _slurm_command(["sbatch", "--test-only", "--job-name=laerebogen-check",
                                  *options, "--wrap=true"])  # fmt: skip
@@ -184,12 +207,12 @@ class SlurmLauncher(Launcher):
     def check(self) -> None:
         check_slurm_accepts(self.config)
 
-    def _executor(self, step: str, kind: str) -> object:
+    def _executor(self, step: str, kind: str, model: str) -> object:
         import submitit
 
         folder = self.run_dir / "logs" / step
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_python=self.python)
-        job = self.config.slurm.cpu_job if kind != "shard" else self.config.slurm.gpu_job
+        job = self.config.slurm.cpu_job if kind != "shard" else model_job(self.config, model)
         name = f"lb-{step}" if kind != "merge" else f"lb-{step}-merge"
         executor.update_parameters(**slurm_parameters(self.config, job, name))
         return executor
@@ -199,17 +222,19 @@ class SlurmLauncher(Launcher):
         for step in dict.fromkeys(task.step for task in tasks):
             for kind in ("shard", "cpu shard", "merge"):
                 group = [t for t in tasks if t.step == step and _kind(t) == kind]
-                if group:
-                    submissions += self._submit_arrays(step, kind, group, session)
+                # Each model's shards are an array of their own: its resources are the model's.
+                for model in dict.fromkeys(task.model for task in group):
+                    same = [task for task in group if task.model == model]
+                    submissions += self._submit_arrays(step, kind, model, same, session)
         self.known.update((submission.job_id, submission) for submission in submissions)
         return submissions
 
     def _submit_arrays(
-        self, step: str, kind: str, tasks: Sequence[Task], session: str
+        self, step: str, kind: str, model: str, tasks: Sequence[Task], session: str
     ) -> list[Submission]:
         from submitit.core.utils import FailedJobError
 
-        executor = self._executor(step, kind)
+        executor = self._executor(step, kind, model)
         submissions = []
         for window in windows(tasks, self.window):
             try:

@@ -21,13 +21,15 @@ MERGE = -1  # the index of a step's merge job among its shards
 
 class Task(msgspec.Struct, frozen=True):
     """One job to run: shard ``index`` of ``step`` (or its merge, index ``MERGE``); ``cpu``:
-    it needs no GPU (a merge, a step without a model), so it gets the CPU job's resources."""
+    it needs no GPU (a merge, a step without a model), so it gets the CPU job's resources;
+    ``model``: the ``[models.NAME]`` a shard loads, whose size sets its GPUs."""
 
     run_dir: str
     step: str
     index: int
     attempt: int
     cpu: bool = False
+    model: str = ""
 
     @property
     def label(self) -> str:

@@ -14,6 +14,7 @@ compute and limitations.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from laerebogen.config.schema import ANNOTATION_RULES, Config, Sampling
 from laerebogen.filtering.heuristics import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
 from laerebogen.outputs.export import ANNOTATION_REASONS, CODE_REASONS, filter_reasons
+from laerebogen.outputs.models import ModelWork
 from laerebogen.outputs.report import OUTCOMES, PANELS, DatasetStats
 from laerebogen.outputs.status import StepStatus
 from laerebogen.pipeline.plan import later_steps, source_targets
@@ -53,9 +55,10 @@ def size_category(count: int) -> str:
 
 
 def made_with_gemma(config: Config) -> bool:
-    """Whether either model is a Gemma model: by its directory name or its ``model_type``."""
-    for role in ("base", "instruct"):
-        path = config.model_path(role)
+    """Whether any model the recipe uses is a Gemma model: by its directory name or its
+    ``model_type``."""
+    for name in config.models_in_use():
+        path = config.model_path(name)
         if "gemma" in path.name.lower():
             return True
         try:
@@ -102,45 +105,89 @@ def _reasons(counts: Mapping[str, int]) -> str:
 
 
 def _sampling_rows(config: Config) -> list[list[object]]:
-    """A row per kind of request: stage, what is sampled, model, sampling parameters."""
-    requests: list[tuple[str, str, str, Sampling]] = []
+    """A row per kind of request: stage, what is sampled, model(s), sampling parameters."""
+    requests: list[tuple[str, str, Sampling]] = []
     sources = config.sources
     if "self_instruct" in sources.active():
-        requests.append(("generation", "new tasks", "base", config.generation.sampling))
+        requests.append(("generation", "new tasks", config.generation.sampling))
     if "magpie" in sources.active():
-        requests.append(("magpie", "user messages", "instruct", sources.magpie.sampling))
-        requests.append(("magpie", "answers", "instruct", sources.magpie.answer_sampling))
+        requests.append(("magpie", "user messages", sources.magpie.sampling))
+        requests.append(("magpie", "answers", sources.magpie.answer_sampling))
     if "grounded" in sources.active():
-        requests.append(
-            ("grounded", "questions, judgements", "instruct", sources.grounded.sampling)
-        )
-        requests.append(("grounded", "answers", "instruct", sources.grounded.answer_sampling))
+        requests.append(("grounded", "questions, judgements", sources.grounded.sampling))
+        requests.append(("grounded", "answers", sources.grounded.answer_sampling))
     stages = {stage for _, stage, _ in later_steps(config)}
     if "grammar" in stages:
-        requests.append(("grammar", "corrections", "instruct", config.grammar.sampling))
+        requests.append(("grammar", "corrections", config.grammar.sampling))
     if "quality" in stages:
-        requests.append(("quality", "judgements, rewrites", "instruct", config.quality.sampling))
+        requests.append(("quality", "judgements, rewrites", config.quality.sampling))
     if "evolution" in stages:
-        requests.append(("evolution", "evolved tasks", "instruct", config.evolution.sampling))
-        requests.append(("evolution", "answers", "instruct", config.evolution.answer_sampling))
+        requests.append(("evolution", "evolved tasks", config.evolution.sampling))
+        requests.append(("evolution", "answers", config.evolution.answer_sampling))
     if "followups" in stages:
-        requests.append(("followups", "user turns", "instruct", config.followups.sampling))
-        requests.append(("followups", "answers", "instruct", config.followups.answer_sampling))
+        requests.append(("followups", "user turns", config.followups.sampling))
+        requests.append(("followups", "answers", config.followups.answer_sampling))
     if "annotate" in stages:
-        requests.append(("annotate", "judgements", "instruct", config.annotate.sampling))
-    return [
-        [
-            stage,
-            what,
-            f"`{config.model_path(role).name}`",  # type: ignore[arg-type]
-            s.temperature,
-            s.top_p,
-            s.min_p,
-            s.repetition_penalty,
-            s.max_tokens,
-        ]
-        for stage, what, role, s in requests
-    ]
+        requests.append(("annotate", "judgements", config.annotate.sampling))
+    rows: list[list[object]] = []
+    for stage, what, s in requests:
+        parameters = [s.temperature, s.top_p, s.min_p, s.repetition_penalty, s.max_tokens]
+        rows.append([stage, what, _stage_models(config, stage), *parameters])
+    return rows
+
+
+def _stage_models(config: Config, stage: str) -> str:
+    """A stage's model, or its mixture with the weights: "`a` 50 %, `b` 50 %"."""
+    weights = config.stage_models(stage)
+    if len(weights) == 1:
+        return f"`{config.model_path(next(iter(weights))).name}`"
+    return ", ".join(f"`{config.model_path(name).name}` {weight:.0%}" for name, weight in
+                     sorted(weights.items()))  # fmt: skip
+
+
+def _models(stats: DatasetStats) -> str:
+    """Each model's share of every step it wrote for: inputs, records, requests by call (and
+    that share of the step's requests of the call), tokens and rejections; then its totals."""
+    steps: dict[str, dict[str, ModelWork]] = {}
+    for name, model in stats.models.items():
+        for step, work in model.steps.items():
+            steps.setdefault(step, {})[name] = work
+    order = {status.step: position for position, status in enumerate(stats.steps)}
+    rows = []
+    for step in sorted(steps, key=lambda step: order.get(step, len(order))):
+        works = steps[step]
+        inputs = sum(work.inputs for work in works.values())
+        calls = sum((Counter(work.requests) for work in works.values()), Counter[str]())
+        for name, work in sorted(works.items()):
+            requests = ", ".join(
+                f"{call} {count} ({count / calls[call]:.0%})"
+                for call, count in work.requests.items()
+            )
+            share = f"{work.inputs / max(inputs, 1):.0%}"
+            counts = [work.inputs, work.records, requests or "-", work.completion_tokens]
+            rows.append([step, _model_name(stats, name), share, *counts, _reasons(work.rejected)])
+    header = ["step", "model", "share", "inputs", "records", "requests (share of the step's)"]
+    totals = [
+        [_model_name(stats, name), work.shards, work.inputs, work.records, work.prompt_tokens,
+         work.completion_tokens, _reasons(work.rejected)]
+        for name, work in ((name, model.total) for name, model in stats.models.items())
+    ]  # fmt: skip
+    totals_header = ["model", "shards", "inputs", "records", "prompt tokens", "tokens written"]
+    return (
+        "### Models\n\n"
+        "Which model wrote each step's records, by its finished shards (a shard runs one "
+        "model; in a mixture each record's model is drawn by a hash of its id, the step and "
+        "the run's seed), then each model over the whole run.\n\n"
+        + _table([*header, "tokens written", "rejected"], rows)
+        + "\n\n"
+        + _table([*totals_header, "rejected"], totals)
+        + "\n"
+    )
+
+
+def _model_name(stats: DatasetStats, name: str) -> str:
+    """A model as the card names it: its directory (the model in provenance) and config name."""
+    return f"`{stats.models[name].directory}` ({name})"
 
 
 def _how_it_was_made(stats: DatasetStats, config: Config) -> str:
@@ -345,7 +392,7 @@ def _annotation(stats: DatasetStats, config: Config) -> str:
         return ""
     pretrained = (
         " A pretrained model made these judgements (see Limitations): they are noise."
-        if config.models.instruct.chat_template == "transcript"
+        if config.models[config.annotate.model].chat_template == "transcript"
         else ""
     )
     harmful = {label: count for label, count in annotation.harm.items() if label != HARMLESS}
@@ -518,11 +565,16 @@ def _screen(config: Config) -> str:
 
 def _pretrained_note(config: Config) -> str:
     """A limitation when a pretrained model played the instruction-tuned role."""
-    if config.models.instruct.chat_template != "transcript":
+    transcript = {  # a dict: several names may hold one directory
+        f"`{config.model_path(name).name}`": None
+        for name in config.models_in_use()
+        if config.models[name].chat_template == "transcript"
+    }
+    if not transcript:
         return ""
-    model = config.model_path("instruct").name
+    model = " and ".join(transcript)
     return (
-        f"- The instruction-tuned role was played by `{model}`, a pretrained model given each "
+        f"- The instruction-tuned role was played by {model}, a pretrained model given each "
         "chat as a plain transcript to continue: its answers, corrections, evolved tasks, "
         "follow-up questions and annotations show the recipe's shape (turns, generations, the "
         "funnel), not instruction following or judgement; the annotation's domains, quality "
@@ -557,7 +609,7 @@ def render_card(
     """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
     the data files' names, ``example`` is the conversation shown."""
     gemma = made_with_gemma(config)
-    models = sorted(set(stats.models.values()))
+    models = sorted({model.directory for model in stats.models.values()})
     total = stats.total
     words = stats.words
     evolution_steps = [s for s in stats.steps if s.stage == "evolution"]
@@ -596,6 +648,7 @@ def render_card(
         _sources(stats),
         "### Models and sampling\n",
         _table(SAMPLING_HEADER, _sampling_rows(config)) + "\n",
+        _models(stats),
         "### Funnel\n",
         "Records into each step, out of its shards and kept by its merge, with every rejection "
         "reason, and the records base generation kept beyond its target (left out before the "

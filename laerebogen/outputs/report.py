@@ -37,6 +37,7 @@ from laerebogen.outputs.export import (
     export_scores,
     judge_filtered,
 )
+from laerebogen.outputs.models import ModelStats, model_stats
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.imports import ImportResult, import_file
 from laerebogen.pipeline.plan import STAGE_SOURCES, final_records, source_targets
@@ -138,7 +139,7 @@ class DatasetStats(msgspec.Struct, frozen=True):
 
     name: str
     seed: int
-    models: dict[str, str]  # role -> model directory name
+    models: dict[str, ModelStats]  # [models.NAME] -> its directory and work, per step
     seed_tasks: int
     conversations: int
     filtered: int  # conversations in the filtered version
@@ -369,7 +370,7 @@ def collect(
     stats = DatasetStats(
         name=config.name,
         seed=config.seed,
-        models={role: config.model_path(role).name for role in ("base", "instruct")},
+        models=model_stats(store, config),
         seed_tasks=store.manifest(SEED_STAGE, 0).outputs,
         conversations=samples.count,
         filtered=sum(not names for names in failures),

@@ -14,9 +14,9 @@ Counting rules, also in the field docs of :class:`StepStatus`:
   ones (a journal's progress carries both);
 * rejections by reason, prompt tokens, wall seconds: finished shards only (their manifest
   holds them; a journal's progress does not);
-* GPU-hours: wall seconds times ``slurm.gpu_job.gpus`` (the GPUs a shard job asks for; 0 on
-  CPU configs and for a step without a model, whose shards are CPU jobs), an estimate of what
-  the shard jobs held, not of what they used.
+* GPU-hours: each finished shard's wall seconds times the GPUs its job asks for (its model's
+  ``tensor_parallel_size``; 0 on CPU configs and for a step without a model, whose shards
+  are CPU jobs), an estimate of what the shard jobs held, not of what they used.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from typing import Literal
 
 import msgspec
 
+from laerebogen.config.schema import Config
 from laerebogen.outputs.export import DATASET_FILE
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
 from laerebogen.pipeline.plan import (
+    StepPlan,
     chain,
     import_step,
     read_merge,
@@ -66,7 +68,7 @@ class StepStatus(msgspec.Struct, frozen=True):
     prompt_tokens: int  # finished shards
     completion_tokens: int  # finished shards plus committed chunks of unfinished ones
     wall_seconds: float  # finished shards
-    gpus_per_shard: int
+    gpus_per_shard: int  # the most GPUs one of its shards asks for
     gpu_hours: float
 
 
@@ -110,12 +112,15 @@ def run_status(run_dir: str | Path) -> list[StepStatus]:
     merge result's ``next``, up to the first step that is not merged yet."""
     store = RunStore(run_dir)
     config = run_config(store)  # a StoreError when run_dir is not a run
-    gpus = max(config.slurm.gpu_job.gpus, 0)
-    statuses = (
-        step_status(store, plan.step, 0 if plan.stage in CPU_STAGES else gpus)
-        for plan, _ in chain(store)
-    )
+    statuses = (step_status(store, plan.step, shard_gpus(config, plan)) for plan, _ in chain(store))
     return [status for status in statuses if status is not None]
+
+
+def shard_gpus(config: Config, plan: StepPlan) -> list[int]:
+    """The GPUs each shard of a step asks for on SLURM: its model's (none without a model)."""
+    if plan.stage in CPU_STAGES:
+        return [0] * plan.shards
+    return [config.shard_gpus(plan.shard_model(config, index)) for index in range(plan.shards)]
 
 
 def sources_status(run_dir: str | Path) -> list[SourceStatus]:
@@ -148,8 +153,9 @@ def _source_part(source: SourceStatus) -> str:
     return f"{source.source} {source.kept}/{source.target} ({rounds})"
 
 
-def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus | None:
-    """The status of one step, or None when it is not planned (completely) yet."""
+def step_status(store: RunStore, step: str, gpus: Sequence[int]) -> StepStatus | None:
+    """The status of one step, or None when it is not planned (completely) yet; ``gpus``:
+    what each of its shards asks for."""
     plan = read_plan(store, step)
     if plan is None:
         return None
@@ -157,7 +163,7 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
     jobs = store.read_state(jobs_file(step), StepJobs) or StepJobs()
     tries = Counter(submission.index for submission in jobs.submissions)
     done = waiting = records_out = prompt_tokens = completion_tokens = 0
-    wall_seconds = 0.0
+    wall_seconds = gpu_seconds = 0.0
     rejected: Counter[str] = Counter()
     started = False
     for index in range(plan.shards):
@@ -173,6 +179,7 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
             prompt_tokens += manifest.prompt_tokens
             completion_tokens += manifest.completion_tokens
             wall_seconds += manifest.wall_seconds
+            gpu_seconds += manifest.wall_seconds * gpus[index]
             continue
         assert progress is not None
         records_out += progress.outputs
@@ -205,8 +212,8 @@ def step_status(store: RunStore, step: str, gpus_per_shard: int) -> StepStatus |
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         wall_seconds=round(wall_seconds, 3),
-        gpus_per_shard=gpus_per_shard,
-        gpu_hours=round(wall_seconds * gpus_per_shard / 3600, 4),
+        gpus_per_shard=max(gpus, default=0),
+        gpu_hours=round(gpu_seconds / 3600, 4),
     )
 
 

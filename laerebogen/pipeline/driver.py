@@ -190,10 +190,11 @@ class Driver:
 
     def _task(self, plan: StepPlan, index: int, jobs: StepJobs) -> Task:
         """The next attempt of shard ``index`` (or the merge) of ``plan``'s step; merges and
-        the shards of a step without a model need no GPU."""
+        the shards of a step without a model need no GPU; a shard's resources follow its model."""
         attempt = 1 + max((s.attempt for s in jobs.submissions if s.index == index), default=-1)
         cpu = index == MERGE or plan.stage in CPU_STAGES
-        return Task(str(self.store.root), plan.step, index, attempt, cpu=cpu)
+        model = "" if cpu else plan.shard_model(self.config, index)
+        return Task(str(self.store.root), plan.step, index, attempt, cpu=cpu, model=model)
 
     def _wait(self, running: Sequence[int], done: Callable[[int], bool]) -> None:
         """Sleep until the next look at the jobs, or until a running job's files say it

@@ -15,6 +15,7 @@ sets on disk, so any process reaches the same decision.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Iterable, Iterator
@@ -23,8 +24,7 @@ from itertools import islice
 
 import msgspec
 
-from laerebogen.chunking import chunked
-from laerebogen.config.schema import BASE_SOURCES, Config
+from laerebogen.config.schema import BASE_SOURCES, SOURCE_STAGES, Config
 from laerebogen.records import Example
 from laerebogen.seeds import load_seeds, seed_examples
 from laerebogen.store.run_dir import RunStore
@@ -34,8 +34,6 @@ from laerebogen.store.run_dir import RunStore
 ROUND_MARGIN = 1.1
 # A later round never plans more than this many times the first round's prompts.
 MAX_ROUND_GROWTH = 4
-# The stage of each base source; its rounds are the steps ``<stage>-01`` ...
-SOURCE_STAGES = {"self_instruct": "generation", "magpie": "magpie", "grounded": "grounded"}
 BASE_STAGES = tuple(SOURCE_STAGES.values())
 STAGE_SOURCES = {stage: source for source, stage in SOURCE_STAGES.items()}
 # Magpie and grounded make at most one record per input: their first round has this many
@@ -47,13 +45,23 @@ JUDGING_STAGES = ("code_check", "annotate")
 
 
 class StepPlan(msgspec.Struct, frozen=True):
-    """A planned step: its stage, round or generation, and how its inputs were sharded."""
+    """A planned step: its stage, round or generation, and how its inputs were sharded;
+    ``models``: the model of each shard of a mixture (empty where the stage has one model or
+    none: its plan is written as before mixtures existed)."""
 
     step: str
     stage: str
     round: int
     shards: int
     inputs: int
+    models: tuple[str, ...] = ()
+
+    def shard_model(self, config: Config, index: int) -> str:
+        """The model that shard ``index`` loads."""
+        if self.models:
+            return self.models[index]
+        (model,) = config.stage_models(self.stage)
+        return model
 
 
 class MergeResult(msgspec.Struct, frozen=True):
@@ -182,9 +190,7 @@ def inputs_per_shard(config: Config, stage: str) -> int:
     """How many inputs a shard of ``stage`` gets: prompts in generation, records elsewhere."""
     if stage == "generation":
         return config.generation.prompts_per_shard
-    if stage in BASE_STAGES:
-        return int(getattr(config.sources, stage).records_per_shard)
-    return int(getattr(config, stage).records_per_shard)
+    return int(config.stage_settings(stage).records_per_shard)
 
 
 def write_step(
@@ -200,14 +206,43 @@ def write_step(
     if existing is not None:
         return existing
     per_shard = inputs_per_shard(config, stage)
-    shards = inputs = 0
-    for chunk in chunked(records, per_shard):
-        store.write_inputs(name, shards, chunk)
-        shards += 1
-        inputs += len(chunk)
-    plan = StepPlan(step=name, stage=stage, round=round, shards=shards, inputs=inputs)
+    weights = config.stage_models(stage)
+    models: list[str] = []  # the model of each shard written
+    waiting: dict[str, list[Example]] = {}  # each model's records not yet in a shard
+    inputs = 0
+
+    def write_shard(model: str) -> None:
+        store.write_inputs(name, len(models), waiting.pop(model))
+        models.append(model)
+
+    for record in records:
+        model = assign_model(weights, config.seed, name, record.id)
+        waiting.setdefault(model, []).append(record)
+        inputs += 1
+        if len(waiting[model]) == per_shard:
+            write_shard(model)
+    for model in sorted(waiting):
+        write_shard(model)
+    plan = StepPlan(step=name, stage=stage, round=round, shards=len(models), inputs=inputs,
+                    models=tuple(models) if len(weights) > 1 else ())  # fmt: skip
     store.write_state(plan_file(name), plan)
     return plan
+
+
+def assign_model(weights: dict[str, float], seed: int, step: str, record_id: str) -> str:
+    """The model that writes ``record_id`` in ``step``: drawn by ``weights`` with a hash of
+    the run's seed, the step and the id, so that every planning of the step draws the same;
+    ``""`` for a stage without a model. Names are taken in sorted order."""
+    if len(weights) <= 1:
+        return next(iter(weights), "")
+    digest = hashlib.sha256(f"{seed}/{step}/{record_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights.values())
+    names = sorted(weights)
+    for name in names:
+        point -= weights[name]
+        if point < 0:
+            return name
+    return names[-1]
 
 
 def plan_first(store: RunStore, config: Config) -> StepPlan | None:

@@ -85,7 +85,7 @@ def run_shard(
                 if isinstance(stage, CpuStage):
                     work.run_cpu_stage(stage)
                 else:
-                    work.run_model_stage(stage, own)
+                    work.run_model_stage(stage, plan.shard_model(config, index), own)
             manifest = writer.finish()
     finally:
         if engines is None:
@@ -119,18 +119,20 @@ class ShardWork:
         self.done = self.records = self.tokens = 0  # of the pending inputs, in this process
         self.start = time.monotonic()
 
-    def run_model_stage(self, stage: Stage, engines: EngineCache) -> None:
-        """Load the stage's model, then drive the stage over the pending inputs."""
+    def run_model_stage(self, stage: Stage, model: str, engines: EngineCache) -> None:
+        """Load the shard's model (``[models.<model>]``), then drive the stage over the
+        pending inputs."""
         loading = time.monotonic()
         self.writer.report(LiveProgress("loading model"))
-        engine = engines.get(self.config, stage.role)
+        engine = engines.get(self.config, model)
         self.writer.started(time.monotonic() - loading)
         self.writer.report(LiveProgress("generating"))
         generate = partial(engine.generate, answered=LiveReports(self.writer))
         context = msgspec.structs.replace(self.context, model=engine.name)
         for chunk in chunked(self.pending, self.config.engine.chunk_size):
             outcomes, funnel = drive(stage, chunk, context, generate)
-            self.commit(chunk, outcomes, funnel.prompt_tokens, funnel.completion_tokens)
+            self.commit(chunk, outcomes, funnel.prompt_tokens, funnel.completion_tokens,
+                        funnel.calls)  # fmt: skip
             self.writer.report(LiveProgress("generating"))  # its answers are committed now
 
     def run_cpu_stage(self, stage: CpuStage) -> None:
@@ -146,6 +148,7 @@ class ShardWork:
         outcomes: list[Outcome],
         prompt_tokens: int = 0,
         completion_tokens: int | None = None,
+        requests: dict[str, int] | None = None,
     ) -> None:
         """Write a chunk's records and rejections, consuming its inputs; log the progress
         (tokens/s, or records/s for a stage without a model: ``completion_tokens`` None)."""
@@ -156,6 +159,7 @@ class ShardWork:
             [record.id for record in chunk],
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens or 0,
+            requests=requests,
         )
         self.done, self.records = self.done + len(chunk), self.records + len(records)
         elapsed = max(time.monotonic() - self.start, 1e-9)

@@ -149,7 +149,6 @@ class AnnotateStage(Stage):
     """
 
     name = "annotate"
-    role = "instruct"
 
     def __init__(self, settings: Annotate, taxonomy: Taxonomy) -> None:
         self.settings = settings

@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import msgspec
 
@@ -67,10 +67,10 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Stage(ABC):
-    """One step of the recipe. Subclasses set ``name`` and ``role`` and implement ``process``."""
+    """One step of the recipe, run with a model (the config names which). Subclasses set
+    ``name`` and implement ``process``."""
 
     name: ClassVar[str]
-    role: ClassVar[Literal["base", "instruct"]]
 
     @abstractmethod
     def process(self, record: Example, context: Context) -> Work:
@@ -78,11 +78,10 @@ class Stage(ABC):
 
 
 class CpuStage(ABC):
-    """A step's stage that runs no model (``role`` None): the shard runner hands it each
-    chunk whole, so that it can spread the work over the shard's CPUs."""
+    """A step's stage that runs no model: the shard runner hands it each chunk whole, so
+    that it can spread the work over the shard's CPUs."""
 
     name: ClassVar[str]
-    role: ClassVar[None] = None
 
     @abstractmethod
     def process_chunk(self, records: Sequence[Example], context: Context) -> list[Outcome]:
@@ -93,11 +92,13 @@ class Funnel(msgspec.Struct, kw_only=True):
     """Counts of one stage run, for the manifest and the dataset card.
 
     ``finished`` counts results by finish reason (``rejected`` means the engine refused the
-    prompt); ``rejected`` counts rejections by reason.
+    prompt); ``rejected`` counts rejections by reason; ``calls`` counts requests by the
+    stage's name for them (``tasks``, ``answer``, ``judge``, ...).
     """
 
     inputs: int = 0
     requests: int = 0
+    calls: dict[str, int] = {}
     finished: dict[str, int] = {}
     records: int = 0
     rejected: dict[str, int] = {}
@@ -120,11 +121,13 @@ def drive(
         works[index] = work
         _advance(index, work, None, pending, outcomes)
     finished: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
     funnel = Funnel(inputs=len(records))
     while pending:
         indices = list(pending)
         results = generate([pending[index] for index in indices])
         funnel.requests += len(indices)
+        calls.update(call_name(pending[index].id, records[index].id) for index in indices)
         pending = {}
         for index, result in zip(indices, results, strict=True):
             finished[result.finish_reason] += 1
@@ -133,11 +136,20 @@ def drive(
             _advance(index, works[index], result, pending, outcomes)
     done = [outcome for outcome in outcomes if outcome is not None]
     funnel.finished = dict(finished)
+    funnel.calls = dict(sorted(calls.items()))
     funnel.records = sum(len(outcome.records) for outcome in done)
     funnel.rejected = dict(
         Counter(rejection.reason for outcome in done for rejection in outcome.rejections)
     )
     return done, funnel
+
+
+def call_name(request_id: str, record_id: str) -> str:
+    """What a request asks for, from its id ``<record id>/<call>[-<turn>][/<retry>]``:
+    ``answer-2/1`` is an ``answer``."""
+    call = request_id.removeprefix(f"{record_id}/").split("/")[0]
+    name, _, turn = call.rpartition("-")
+    return name if name and turn.isdigit() else call
 
 
 def _advance(

@@ -155,7 +155,6 @@ class EvolutionStage(Stage):
     """One generation of Evol-Instruct on the instruction-tuned model."""
 
     name = STAGE
-    role = "instruct"
 
     def __init__(self, settings: Evolution) -> None:
         if not settings.operations:

@@ -207,7 +207,6 @@ class FollowupStage(Stage):
     """
 
     name = "followups"
-    role = "instruct"
 
     def __init__(self, settings: Followups) -> None:
         self.settings = settings

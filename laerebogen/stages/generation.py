@@ -191,7 +191,6 @@ class GenerationStage(Stage):
     """Few-shot prompts to the base model, each continuing a list of tasks from three seeds."""
 
     name = "generation"
-    role = "base"
 
     def __init__(self, settings: Generation, seeds: Sequence[Example]) -> None:
         if len(seeds) < settings.seeds_per_prompt:

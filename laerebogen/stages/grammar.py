@@ -74,7 +74,6 @@ class GrammarStage(Stage):
     """
 
     name = "grammar"
-    role = "instruct"
 
     def __init__(self, settings: Grammar) -> None:
         self.settings = settings

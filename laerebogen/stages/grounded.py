@@ -88,7 +88,6 @@ class GroundedStage(Stage):
     """
 
     name = "grounded"
-    role = "instruct"
 
     def __init__(self, settings: Grounded) -> None:
         self.settings = settings

@@ -64,7 +64,6 @@ class MagpieStage(Stage):
     """
 
     name = "magpie"
-    role = "instruct"
 
     def __init__(self, settings: Magpie) -> None:
         self.settings = settings

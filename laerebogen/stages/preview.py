@@ -33,7 +33,8 @@ def first_requests(stage_name: str, config: Config, count: int) -> Iterator[Requ
     stage = build_stage(stage_name, config)
     if isinstance(stage, CpuStage):
         raise LaerebogenError(f"{stage_name} asks no model: it has no requests to preview")
-    context = Context(run_seed=config.seed, model=config.model_path(stage.role).name)
+    model = min(config.stage_models(stage_name))  # of a mixture: the first by name
+    context = Context(run_seed=config.seed, model=config.model_path(model).name)
     for record in preview_inputs(stage_name, config, count):
         request = next(stage.process(record, context), None)
         if request is not None:

@@ -73,7 +73,6 @@ class QualityStage(Stage):
     """
 
     name = "quality"
-    role = "instruct"
 
     def __init__(self, settings: Quality) -> None:
         self.settings = settings

@@ -65,6 +65,7 @@ class ShardManifest(msgspec.Struct, frozen=True):
     finished_at: str
     format: int = FORMAT_VERSION
     startup_seconds: float = 0.0  # of ``wall_seconds``: loading the model (the last process)
+    requests: dict[str, int] = {}  # model requests by the stage's call (none in older shards)
 
     @property
     def rejected_total(self) -> int:
@@ -106,6 +107,7 @@ class _JournalEntry(msgspec.Struct, frozen=True):
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    requests: dict[str, int] = {}
 
 
 class ShardPaths:
@@ -351,8 +353,10 @@ class ShardWriter:
         *,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        requests: dict[str, int] | None = None,
     ) -> None:
-        """Append and commit one chunk: its records, rejections and the inputs it used up."""
+        """Append and commit one chunk: its records, rejections and the inputs it used up
+        (and what it asked the model: tokens, ``requests`` by call)."""
         again = [input_id for input_id in consumed if input_id in self._consumed]
         if again or len(set(consumed)) != len(consumed):
             raise ValueError(f"inputs consumed twice in shard {self.paths.data}: {again[:5]}")
@@ -375,6 +379,7 @@ class ShardWriter:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             seconds=round(now - self._clock, 3),
+            requests=requests or {},
         )
         self._journal.write(msgspec.json.encode(entry) + b"\n")
         self._journal.flush()
@@ -406,8 +411,10 @@ class ShardWriter:
     def finish(self) -> ShardManifest:
         """Write the manifest (the completion marker) and drop the journal."""
         rejected: Counter[str] = Counter()
+        requests: Counter[str] = Counter()
         for entry in self._entries:
             rejected.update(entry.rejected)
+            requests.update(entry.requests)
         outputs = sum(entry.outputs for entry in self._entries)
         self._data.close()
         self._rejects.close()
@@ -429,6 +436,7 @@ class ShardWriter:
             completion_tokens=sum(entry.completion_tokens for entry in self._entries),
             finished_at=_now(),
             startup_seconds=self._startup,
+            requests=dict(sorted(requests.items())),
         )
         _write_manifest(self.paths, manifest)
         self.paths.journal.unlink(missing_ok=True)

@@ -17,15 +17,16 @@ def test_the_three_packaged_configs_load() -> None:
     assert full.generation.target == 52_000
     assert full.evolution.generations == 4 and full.followups.turns == 3
     assert (
-        full.models.base.path == "gemma-3-27b-pt" and full.models.instruct.path == "gemma-3-27b-it"
+        full.models["base"].path == "gemma-3-27b-pt"
+        and full.models["instruct"].path == "gemma-3-27b-it"
     )
     assert full.launch.executor == "slurm"
     local = load_config("local")
-    assert local.launch.executor == "local" and local.models.base.path == "gemma-3-270m"
+    assert local.launch.executor == "local" and local.models["base"].path == "gemma-3-270m"
     assert local.generation.sampling.min_p == 0.05 and local.generation.sampling.top_p == 1.0
     tiny = load_config("tiny")
     assert tiny.generation.constrained and tiny.grammar.constrained
-    assert not any(cfg.models.base.trust_remote_code for cfg in (full, local, tiny))
+    assert not any(cfg.models["base"].trust_remote_code for cfg in (full, local, tiny))
 
 
 @pytest.mark.parametrize("name", ["gemma-27b", "local", "tiny"])
@@ -97,7 +98,7 @@ def test_overrides_parse_toml_values_and_fall_back_to_strings() -> None:
         ],
     )
     assert config.generation.target == 500
-    assert config.models.base.path == "/models/my model"
+    assert config.models["base"].path == "/models/my model"
     assert config.generation.sampling.temperature == 0.9
     assert config.container.binds == ["/data", "/models"]
     assert config.launch.executor == "slurm"

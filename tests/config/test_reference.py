@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from laerebogen.config.reference import reference_markdown, render_tables
-from laerebogen.config.schema import Config, ImportSource, Model, Models
+from laerebogen.config.schema import Config, Model
 from tests.support.paths import REPOSITORY
 
 README = REPOSITORY / "README.md"
@@ -34,18 +34,22 @@ def sections(markdown: str) -> dict[str, dict[str, list[str]]]:
     return tables
 
 
+def is_table(kind: object) -> bool:
+    return isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+
+
 def struct_fields(struct: type[msgspec.Struct], path: str) -> Iterator[tuple[str, str]]:
-    """(table path, key) of every field reachable from ``struct``, the models under `<role>`."""
+    """(table path, key) of every field reachable from ``struct``; a table of named tables
+    (models, imports) under `<name>`."""
     for field in msgspec.structs.fields(struct):
         yield path, field.name
         kind = field.type
         if get_origin(kind) is Annotated:
             kind = get_args(kind)[0]
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            table = "models.<role>" if struct is Models else f"{path}.{field.name}".lstrip(".")
-            yield from struct_fields(kind, table)
-        elif get_origin(kind) is dict and get_args(kind)[1] is ImportSource:
-            yield from struct_fields(get_args(kind)[1], f"{path}.{field.name}.<name>")
+        if is_table(kind):
+            yield from struct_fields(kind, f"{path}.{field.name}".lstrip("."))
+        elif get_origin(kind) is dict and is_table(value := get_args(kind)[1]):
+            yield from struct_fields(value, f"{path}.{field.name}.<name>".lstrip("."))
 
 
 def test_the_readme_shows_the_generated_reference() -> None:
@@ -77,7 +81,7 @@ def test_a_field_without_a_description_is_an_error() -> None:
 
 
 def test_the_shown_defaults_are_the_nested_tables_own() -> None:
-    defaults = Config(models=Models(base=Model(path="b"), instruct=Model(path="i")))
+    defaults = Config(models={"base": Model(path="b"), "instruct": Model(path="i")})
     tables = sections(reference_markdown())
     assert defaults.grammar.sampling.temperature == 0.2
     assert tables["grammar.sampling"]["temperature"][1] == "`0.2`"
@@ -88,7 +92,7 @@ def test_the_shown_defaults_are_the_nested_tables_own() -> None:
     assert tables["slurm.gpu_job"]["gpus"][1] == "`1`"
     assert tables["generation"]["target"][:2] == ["`int > 0`", "`52000`"]
     assert tables["launch"]["executor"][0] == '`"slurm" \\| "local" \\| "debug"`'
-    assert tables["models.<role>"]["path"][1] == "required"
+    assert tables["models.<name>"]["path"][1] == "required"
 
 
 def test_the_cli_prints_the_reference() -> None:

@@ -210,13 +210,13 @@ def test_a_transcript_is_what_a_pretrained_model_continues(tiny_config: Config) 
     from transformers import AutoTokenizer
 
     path = tiny_config.model_path("instruct")
-    model = msgspec.structs.replace(tiny_config.models.instruct, chat_template="transcript")
+    model = msgspec.structs.replace(tiny_config.models["instruct"], chat_template="transcript")
     engine = Engine(model, path, tiny_config.engine)
     tokenizer = AutoTokenizer.from_pretrained(path)
     request = ChatRequest(id="t", messages=(Message("user", "Hej"),), sampling=SAMPLING, seed=1)
     bos = tokenizer.bos_token or ""
     assert engine._render(tokenizer, request) == f"{bos}Bruger: Hej\n\nAssistent:"
-    own = Engine(tiny_config.models.instruct, path, tiny_config.engine)
+    own = Engine(tiny_config.models["instruct"], path, tiny_config.engine)
     assert own._render(tokenizer, request).startswith("<|im_start|>user\nHej")
 
 
@@ -231,7 +231,7 @@ def test_a_user_turn_is_the_template_up_to_the_users_message(
 
     # The tiny model's template (ChatML): the system turn, then the open user turn.
     path = tiny_config.model_path("instruct")
-    tiny = Engine(tiny_config.models.instruct, path, tiny_config.engine)
+    tiny = Engine(tiny_config.models["instruct"], path, tiny_config.engine)
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert tiny._render_user_turn(tokenizer, user_turn("Skriv dansk.", "Hvad")) == (
         "<|im_start|>system\nSkriv dansk.<|im_end|>\n<|im_start|>user\nHvad"
@@ -279,7 +279,7 @@ def test_the_seed_decides_the_sample(tiny_engine: Engine) -> None:
 def test_a_prompt_that_cannot_fit_is_rejected_alone(
     tiny_engine: Engine, tiny_config: Config
 ) -> None:
-    limit = tiny_config.models.base.max_model_len - SAMPLING.max_tokens
+    limit = tiny_config.models["base"].max_model_len - SAMPLING.max_tokens
     requests = [completion("ok", 1), completion("long", 2, prompt="ord " * (limit + 10))]
     ok, long = tiny_engine.generate(requests)
     assert ok.finish_reason in ("stop", "length") and ok.completion_tokens > 0
@@ -287,7 +287,7 @@ def test_a_prompt_that_cannot_fit_is_rejected_alone(
     assert long.prompt_tokens > limit
     assert long.detail == (
         f"prompt_too_long: {long.prompt_tokens} tokens, limit {limit} "
-        f"(max_model_len {tiny_config.models.base.max_model_len} - max_tokens 24)"
+        f"(max_model_len {tiny_config.models['base'].max_model_len} - max_tokens 24)"
     )
 
 
@@ -342,7 +342,7 @@ deterministic = msgspec.structs.replace(config.engine, deterministic=True)
 for number, settings in enumerate((config.engine, deterministic, config.engine)):
     if number == 2:
         import laerebogen.filtering.dedup_kernel  # numba, as after a merge
-    with Engine(config.models.base, config.model_path("base"), settings) as engine:
+    with Engine(config.models["base"], config.model_path("base"), settings) as engine:
         vllm_config = engine.load().llm_engine.vllm_config
         alone = engine.generate([request])[0]
         batched = engine.generate([*others[:5], request, *others[5:]])[5]
@@ -388,7 +388,7 @@ def test_a_large_seeded_batch_of_long_prompts_runs(
         for i in range(24)
     ]
     results = tiny_engine.generate(requests)
-    limit = tiny_config.models.base.max_model_len - SAMPLING.max_tokens
+    limit = tiny_config.models["base"].max_model_len - SAMPLING.max_tokens
     assert all(500 < result.prompt_tokens <= limit for result in results)
     assert all(result.completion_tokens > 0 for result in results)
 

@@ -39,7 +39,9 @@ from tests.support.finished_run import finished_run
 from tests.support.records import make_example, make_rejection
 
 # tiny: 2 prompt slots per generation shard, 8 records per grammar shard; 2 GPUs per shard job.
-CONFIG = load_config("tiny", ["slurm.gpu_job.gpus=2", "generation.max_rounds=1"])
+# Shards ask for their model's tensor_parallel_size in GPUs (gpu_job.gpus is the most).
+TWO_GPUS = [f"models.{name}.tensor_parallel_size=2" for name in ("base", "instruct")]
+CONFIG = load_config("tiny", ["slurm.gpu_job.gpus=2", "generation.max_rounds=1", *TWO_GPUS])
 
 
 def examples(stage: str, count: int) -> list[Example]:
@@ -282,7 +284,8 @@ def test_a_cpu_config_has_no_gpu_hours(tmp_path: Path) -> None:
 
 
 def test_a_step_without_a_model_holds_no_gpu(tmp_path: Path) -> None:
-    store, _ = finished_run(tmp_path, overrides=["slurm.gpu_job.gpus=2"], code_checks=[()] * 6)
+    overrides = ["slurm.gpu_job.gpus=2", *TWO_GPUS]
+    store, _ = finished_run(tmp_path, overrides=overrides, code_checks=[()] * 6)
     gpus = {status.step: status.gpus_per_shard for status in run_status(store.root)}
     assert gpus == {"generation-01": 2, "followups": 2, "code_check": 0, "annotate": 2}
 

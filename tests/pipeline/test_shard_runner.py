@@ -107,8 +107,8 @@ def test_shard_errors_are_one_line(tmp_path: Path, recipe_overrides: list[str]) 
 def test_roles_that_differ_only_in_rendering_share_one_loaded_model(tiny_config: Config) -> None:
     """The local config's two roles are one model, one rendering chats as a transcript: a
     worker or the debug executor loads it once, and keeps at most ``keep`` models loaded."""
-    instruct = msgspec.structs.replace(tiny_config.models.instruct, chat_template="transcript")
-    models = msgspec.structs.replace(tiny_config.models, instruct=instruct)
+    instruct = msgspec.structs.replace(tiny_config.models["instruct"], chat_template="transcript")
+    models = tiny_config.models | {"instruct": instruct}
     config = msgspec.structs.replace(tiny_config, models=models)
     cache = EngineCache(keep=1)
     try:

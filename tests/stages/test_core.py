@@ -68,6 +68,7 @@ def test_drive_batches_each_round_of_calls_and_keeps_record_order() -> None:
     assert funnel == Funnel(
         inputs=4,
         requests=6,
+        calls={"0": 3, "1": 2, "2": 1},  # Echo names its calls by number
         finished={"stop": 6},
         records=3,
         rejected={"not_ok": 1},
