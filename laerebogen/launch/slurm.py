@@ -157,7 +157,10 @@ def sbatch_options(config: Config, job: SlurmJob) -> list[str]:
 
 def model_job(config: Config, model: str) -> SlurmJob:
     """The resources of a shard of ``[models.<model>]``: ``gpu_job``'s, with as many GPUs as
-    the model is split over (none on a cluster whose ``gpu_job`` asks for none)."""
+    the model is split over (none on a cluster whose ``gpu_job`` asks for none); a task that
+    names no model (made before mixtures) gets ``gpu_job`` as it is."""
+    if not model:
+        return config.slurm.gpu_job
     return msgspec.structs.replace(config.slurm.gpu_job, gpus=config.shard_gpus(model))
 
 

@@ -1,4 +1,5 @@
-"""A random tiny Llama with a Danish byte-level BPE tokenizer, for tests on the real engine.
+"""A random tiny Llama (or Qwen2) with a Danish byte-level BPE tokenizer, for tests on the
+real engine.
 
 Its output is noise, which is exactly what tests of the mechanics need: batching, seeds,
 stops, constrained decoding, parsing failures and resumption, in seconds on a CPU. The
@@ -12,10 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, get_args
 
+from laerebogen.errors import ModelError
 from laerebogen.models.files import build_model_dir
 from laerebogen.seeds import load_seeds, packaged_seed_path
 
+Architecture = Literal["llama", "qwen2"]
+ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
 TINY = "tiny"  # the model directory's name in configs: laerebogen prepares it when missing
 VOCAB_SIZE = 2048
 END_OF_TEXT = "<|endoftext|>"
@@ -75,12 +80,22 @@ def _train_tokenizer(directory: Path) -> int:
     return tokenizer.token_to_id(TURN_END)
 
 
-def _build(directory: Path, seed: int) -> dict[str, object]:
+def _build(directory: Path, seed: int, architecture: Architecture) -> dict[str, object]:
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     end_of_turn = _train_tokenizer(directory)
-    config = LlamaConfig(
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[architecture]
+    config = config_class(
         vocab_size=VOCAB_SIZE,
         eos_token_id=end_of_turn,
         bos_token_id=None,
@@ -88,17 +103,25 @@ def _build(directory: Path, seed: int) -> dict[str, object]:
         **MODEL_SHAPE,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    model_class(config).save_pretrained(directory)
     GenerationConfig(eos_token_id=end_of_turn).save_pretrained(directory)
-    return {"source": "random tiny Llama", "seed": seed}
+    return {"source": f"random tiny {architecture}", "seed": seed}
 
 
 def build_tiny_model(
-    directory: Path, seed: int = 0, progress: Callable[[str], None] = print
+    directory: Path,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+    architecture: Architecture = "llama",
 ) -> Path:
-    """Create the tiny model in ``directory`` (a no-op when it is already there)."""
+    """Create the tiny model in ``directory`` (a no-op when it is already there); a second
+    ``architecture`` (``qwen2``) gives a mixture's tests two really different models."""
+    if architecture not in ARCHITECTURES:
+        raise ModelError(
+            f"unknown tiny architecture {architecture!r}: use {' or '.join(ARCHITECTURES)}"
+        )
     start = time.perf_counter()
-    built = build_model_dir(directory, lambda target: _build(target, seed), progress)
+    built = build_model_dir(directory, lambda target: _build(target, seed, architecture), progress)
     if built:
         progress(f"built tiny model in {time.perf_counter() - start:.1f} s -> {directory}")
     return directory

@@ -44,7 +44,7 @@ FIRST_ROUND_MARGIN = 1.5
 JUDGING_STAGES = ("code_check", "annotate")
 
 
-class StepPlan(msgspec.Struct, frozen=True):
+class StepPlan(msgspec.Struct, frozen=True, omit_defaults=True):
     """A planned step: its stage, round or generation, and how its inputs were sharded;
     ``models``: the model of each shard of a mixture (empty where the stage has one model or
     none: its plan is written as before mixtures existed)."""

@@ -75,6 +75,53 @@ def test_missing_model_path_is_reported(tmp_path: Path) -> None:
         load_config(str(path))
 
 
+def test_models_take_any_name_and_stages_name_theirs_or_a_mixture(tmp_path: Path) -> None:
+    text = (
+        '[models.gemma]\npath = "gemma-3-27b-it"\n[models.other]\npath = "other-it"\n'
+        "tensor_parallel_size = 2\n"
+        '[generation]\nmodel = "gemma"\n'
+        '[grammar]\nmodel = "gemma"\n[quality]\nmodel = "gemma"\n'
+        "[evolution]\nmodel = { gemma = 0.5, other = 0.5 }\n"
+        "[followups]\nmodel = { gemma = 0.75, other = 0.25 }\n"
+        '[annotate]\nmodel = "other"\n'
+    )
+    config = load_config(str(write(tmp_path, text)))
+    assert config.stage_models("generation") == {"gemma": 1.0}
+    assert config.stage_models("followups") == {"gemma": 0.75, "other": 0.25}
+    assert config.stage_models("code_check") == {}
+    assert config.models_in_use() == ["gemma", "other"]
+    assert config.model_path("other").name == "other-it"
+    assert config.models["other"].tensor_parallel_size == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("followups.model='gemma'", "followups names the model 'gemma', but there is no "
+         r"\[models.gemma\] \(models: base, instruct\)"),
+        ("evolution.model={ base = 0.5, instruct = 0.6 }",
+         "'evolution': the model weights add up to 1.1, not 1"),
+        ("evolution.model={ base = 1.0, instruct = 0.0 }",
+         "'evolution': every model's weight must be above 0"),
+        ("evolution.model={}", "'evolution': a model table needs at least one model"),
+        ("annotate.model={ base = 0.5, instruct = 0.5 }",
+         "'annotate.model': Expected str, got object"),
+        ("models.extra.dtype='auto'", "missing required key 'models.extra.path'"),
+        ("models.extra={ path = 'x', dtype = 'int4' }",
+         "'models.extra.dtype': Invalid enum value 'int4'"),
+    ],
+)  # fmt: skip
+def test_a_wrong_model_choice_is_one_line(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config("tiny", [override])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_disabled_stage_needs_no_model() -> None:
+    config = load_config("tiny", ["annotate.enabled=false", "annotate.model='nowhere'"])
+    assert "annotate" not in config.model_stages()
+
+
 def test_invalid_toml_and_missing_files_are_one_line_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "seed = = 1\n")
     with pytest.raises(ConfigError, match="invalid TOML"):

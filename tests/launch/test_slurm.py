@@ -13,8 +13,10 @@ from laerebogen.errors import LaerebogenError
 from laerebogen.launch.slurm import (
     CheckpointableTask,
     SlurmLauncher,
+    check_model_gpus,
     container_python,
     max_array_size,
+    model_job,
     sbatch_options,
     slurm_parameters,
     windows,
@@ -58,6 +60,12 @@ def test_container_python_binds_the_run_the_models_and_extra_directories(tmp_pat
     command = container_python(config, tmp_path / "run")
     binds = f"{tmp_path / 'run'},/shared/models/tiny,/scratch"
     assert command == f"apptainer exec --nv --bind {binds} '/images/laerebogen 1.sif' python"
+    # Every model a stage uses, by name.
+    mixture = load_config("tiny", [*MIXTURE, "container.image='/i.sif'"])
+    models = Path.home() / ".cache" / "laerebogen" / "models"
+    assert f",{models / 'tiny'},{models / 'other-it'} " in str(
+        container_python(mixture, tmp_path / "run")
+    )
     # A grounded source's corpus too, unless it is the one inside the package.
     grounded = ["sources.shares={self_instruct = 0.5, grounded = 0.5}"]
     corpus = load_config("tiny", [*grounded, "sources.grounded.corpus='/data/tekster'",
@@ -111,6 +119,55 @@ def test_slurm_launcher_runs_tasks_inside_the_configured_container(
     text = executor._executor._make_submission_file_text("x", "uid")  # type: ignore[attr-defined]
     assert "apptainer exec --nv --bind" in executor._executor._submitit_command_str  # type: ignore[attr-defined]
     assert "#SBATCH --job-name=lb-grammar\n" in text
+
+
+MIXTURE = [
+    "models.other={ path = 'other-it', tensor_parallel_size = 2 }",
+    "followups.model={ instruct = 0.5, other = 0.5 }",
+]
+
+
+def test_each_models_shards_ask_for_its_own_gpus() -> None:
+    config = load_config("gemma-27b", [*MIXTURE, "slurm.gpu_job.gpus=2"])
+    assert model_job(config, "instruct").gpus == 1 and model_job(config, "other").gpus == 2
+    assert "--gpus-per-node=2" in sbatch_options(config, model_job(config, "other"))
+    assert model_job(config, "other").mem_gb == config.slurm.gpu_job.mem_gb
+    check_model_gpus(config)
+    # A CPU cluster (gpu_job.gpus = 0) asks for no GPU, whatever the model's size.
+    cpu = load_config("tiny", MIXTURE)
+    assert model_job(cpu, "other").gpus == 0
+    check_model_gpus(cpu)
+
+
+def test_a_model_larger_than_gpu_job_allows_is_one_line() -> None:
+    config = load_config("gemma-27b", [*MIXTURE, "slurm.gpu_job.gpus=1"])
+    with pytest.raises(LaerebogenError) as error:
+        check_model_gpus(config)
+    assert str(error.value) == (
+        "[models.other] tensor_parallel_size = 2 needs 2 GPUs per task, but [slurm] "
+        "gpu_job.gpus = 1: raise gpu_job.gpus or lower the model's tensor_parallel_size"
+    )
+    # A model no enabled stage uses is not checked.
+    unused = load_config("gemma-27b", [MIXTURE[0], "slurm.gpu_job.gpus=1"])
+    check_model_gpus(unused)
+
+
+def test_each_models_shards_are_an_array_of_their_own(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    config = load_config("tiny", MIXTURE)
+    launcher = SlurmLauncher(config, tmp_path, JobRunner())
+    tasks = [
+        Task(str(tmp_path), "followups", index, 0, model=model)
+        for index, model in enumerate(["instruct", "other", "instruct"])
+    ]
+    submissions = launcher.submit(tasks, "test")
+    try:
+        arrays = [submission.job_id.split("_")[0] for submission in submissions]
+        assert arrays[0] == arrays[1] != arrays[2]
+        assert [submission.index for submission in submissions] == [0, 2, 1]
+    finally:
+        subprocess.run(["scancel", *sorted(set(arrays))], check=False)
 
 
 def test_a_job_request_the_cluster_refuses_stops_the_run_before_it_writes_anything(

@@ -30,49 +30,16 @@ from laerebogen.outputs.status import (
 )
 from laerebogen.pipeline.jobs import StepJobs, jobs_file
 from laerebogen.pipeline.plan import MergeResult, merge_file, plan_first, write_step
-from laerebogen.records import Example
 from laerebogen.store import run_dir, shards
-from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.finished_run import finished_run
-from tests.support.records import make_example, make_rejection
+from tests.support.records import examples, finish_shard, make_rejection
 
 # tiny: 2 prompt slots per generation shard, 8 records per grammar shard; 2 GPUs per shard job.
 # Shards ask for their model's tensor_parallel_size in GPUs (gpu_job.gpus is the most).
 TWO_GPUS = [f"models.{name}.tensor_parallel_size=2" for name in ("base", "instruct")]
 CONFIG = load_config("tiny", ["slurm.gpu_job.gpus=2", "generation.max_rounds=1", *TWO_GPUS])
-
-
-def examples(stage: str, count: int) -> list[Example]:
-    return [make_example(index, stage=stage) for index in range(count)]
-
-
-def finish_shard(
-    store: RunStore,
-    step: str,
-    index: int,
-    outputs: int,
-    reasons: Sequence[str] = (),
-    *,
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
-    wall_seconds: float = 0.0,
-) -> None:
-    """Finish a shard as a shard job does, then fix its wall time for exact GPU-hours."""
-    consumed = [record.id for record in store.read_inputs(step, index)]
-    rejections = [make_rejection(i, reason) for i, reason in enumerate(reasons)]
-    with store.open_shard(step, index) as writer:
-        writer.write_chunk(
-            examples(f"{step}-{index}", outputs),
-            rejections,
-            consumed,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
-        manifest = writer.finish()
-    fixed = msgspec.structs.replace(manifest, wall_seconds=wall_seconds)
-    atomic_write(store.output_paths(step, index).manifest, msgspec.json.encode(fixed))
 
 
 def submit(store: RunStore, step: str, indices: Sequence[int]) -> None:

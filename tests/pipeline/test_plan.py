@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from laerebogen.pipeline.plan import (
     ROUND_MARGIN,
     MergeResult,
     StepPlan,
+    assign_model,
     chain,
     dedup_pool,
     final_records,
@@ -168,6 +170,62 @@ def test_write_step_shards_records_and_writes_the_plan_last(tmp_path: Path) -> N
     plan_time = (tmp_path / "run" / "grammar" / "plan.json").stat().st_mtime_ns
     input_times = [store.input_paths("grammar", i).manifest.stat().st_mtime_ns for i in range(3)]
     assert max(input_times) <= plan_time
+
+
+# A mixture: grammar's records split 50/50 over the two models by the hash of their ids.
+MIXTURE = load_config(
+    "tiny",
+    ["models.other.path='other'", "grammar.model={ instruct = 0.5, other = 0.5 }"],
+)
+
+
+def test_assign_model_follows_the_weights_and_draws_the_same_every_time() -> None:
+    weights = {"a": 0.7, "b": 0.2, "c": 0.1}
+    drawn = [assign_model(weights, 7, "grammar", f"r{index}") for index in range(10_000)]
+    counts = Counter(drawn)
+    for name, weight in weights.items():
+        assert abs(counts[name] / 10_000 - weight) < 0.02, counts
+    assert drawn == [assign_model(weights, 7, "grammar", f"r{index}") for index in range(10_000)]
+    # Another step or another run seed draws again: a record's model is per step.
+    other_step = [assign_model(weights, 7, "quality", f"r{index}") for index in range(10_000)]
+    other_seed = [assign_model(weights, 8, "grammar", f"r{index}") for index in range(10_000)]
+    assert drawn not in (other_step, other_seed)
+    assert {assign_model({"only": 1.0}, 7, "grammar", f"r{i}") for i in range(50)} == {"only"}
+    assert assign_model({}, 7, "code_check", "r1") == ""  # a stage without a model
+
+
+def test_a_mixture_shards_each_models_records_apart(tmp_path: Path) -> None:
+    store = new_run(tmp_path, MIXTURE)
+    given = records("generation", 40)
+    planned = write_step(store, MIXTURE, ("grammar", "grammar", 0), given)
+    assert planned.inputs == 40 and len(planned.models) == planned.shards
+    assert set(planned.models) == {"instruct", "other"}
+    by_model: dict[str, list[Example]] = {"instruct": [], "other": []}
+    for index in range(planned.shards):
+        shard = list(store.read_inputs("grammar", index))
+        model = planned.shard_model(MIXTURE, index)
+        assert model == planned.models[index] and 0 < len(shard) <= 8
+        assert {
+            assign_model({"instruct": 0.5, "other": 0.5}, 7, "grammar", r.id) for r in shard
+        } == {model}
+        by_model[model] += shard
+    # Every record once, each model's in the order given.
+    assert sorted(ids(by_model["instruct"] + by_model["other"])) == sorted(ids(given))
+    for model, shard_records in by_model.items():
+        assert ids(shard_records) == [r.id for r in given if r in shard_records], model
+    # Planned again (a rerun, another process): the same shards.
+    again = write_step(
+        new_run(tmp_path, MIXTURE, "again"), MIXTURE, ("grammar", "grammar", 0), given
+    )
+    assert again == planned
+
+
+def test_a_single_model_step_keeps_the_plan_it_had_before_mixtures(tmp_path: Path) -> None:
+    store = new_run(tmp_path)
+    planned = write_step(store, TINY, ("grammar", "grammar", 0), records("generation", 10))
+    assert planned.models == ()
+    assert b"models" not in (tmp_path / "run" / "grammar" / "plan.json").read_bytes()
+    assert [planned.shard_model(TINY, index) for index in range(planned.shards)] == ["instruct"] * 2
 
 
 def test_a_planned_step_never_changes(tmp_path: Path) -> None:

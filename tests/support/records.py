@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from laerebogen.records import Example, Message, Provenance, Rejection, Step, record_id
+from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.shards import ShardWriter
 
@@ -63,3 +66,37 @@ def write_shard(store: RunStore, stage: str, index: int, count: int, chunk: int 
                 completion_tokens=20 * len(ids),
             )
         writer.finish()
+
+
+def examples(stage: str, count: int) -> list[Example]:
+    """``count`` records made by ``stage``."""
+    return [make_example(index, stage=stage) for index in range(count)]
+
+
+def finish_shard(
+    store: RunStore,
+    step: str,
+    index: int,
+    outputs: int,
+    reasons: Sequence[str] = (),
+    *,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    wall_seconds: float = 0.0,
+    requests: dict[str, int] | None = None,
+) -> None:
+    """Finish a shard as a shard job does, then fix its wall time for exact GPU-hours."""
+    consumed = [record.id for record in store.read_inputs(step, index)]
+    rejections = [make_rejection(i, reason) for i, reason in enumerate(reasons)]
+    with store.open_shard(step, index) as writer:
+        writer.write_chunk(
+            examples(f"{step}-{index}", outputs),
+            rejections,
+            consumed,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            requests=requests,
+        )
+        manifest = writer.finish()
+    fixed = msgspec.structs.replace(manifest, wall_seconds=wall_seconds)
+    atomic_write(store.output_paths(step, index).manifest, msgspec.json.encode(fixed))
