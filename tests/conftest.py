@@ -24,7 +24,7 @@ pytest_plugins = ("tests.support.slurm_cluster",)  # the slurm_cluster fixture
 # starts vLLM, `slurm` for one that needs the SLURM cluster; either makes it `slow`, which
 # `make test-fast` (pytest -m "not slow") leaves out. They follow from the fixtures a test uses,
 # or from its module where its subprocesses start vLLM without such a fixture.
-ENGINE_FIXTURES = {"tiny_model_dir", "prepared_models"}
+ENGINE_FIXTURES = {"tiny_model_dir", "tiny_qwen2_dir", "prepared_models"}
 ENGINE_MODULES = {"test_local_recipe", "test_prepare", "test_readme"}
 
 
@@ -54,6 +54,14 @@ def canned_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama built once per session (about 5 s)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", progress=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random Qwen2 beside the tiny Llama (the second model of a mixture), built once
+    per session (about 5 s)."""
+    directory = tiny_model_dir.parent / "tiny-qwen2"
+    return build_tiny_model(directory, seed=1, progress=lambda _: None, architecture="qwen2")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 Every line is one conversation, ``{"messages": [{"role": ..., "content": ...}, ...]}``, in the
 run's order; with metadata it also carries the record's id, origin, source, evolution
-generation and operation, turns, scores (see
+generation and operation, turns, its provenance steps (each with its model, sampling seed
+and shard), scores (see
 :func:`laerebogen.filtering.readability.conversation_scores`, plus the record's own, e.g.
 ``quality_good``), and the passage, the annotation and the code check in runs with the grounded
 source and those steps. The *complete* version holds every final record; the *filtered* one the
@@ -31,7 +32,15 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError, LaerebogenError, StoreError
 from laerebogen.filtering.readability import SCORES, conversation_scores
 from laerebogen.pipeline.plan import chain, final_records, first_step
-from laerebogen.records import CODE_FAILURES, Annotation, BlockCheck, Example, Message, Passage
+from laerebogen.records import (
+    CODE_FAILURES,
+    Annotation,
+    BlockCheck,
+    Example,
+    Message,
+    Passage,
+    Step,
+)
 from laerebogen.store.atomic import atomic_lines, atomic_write
 from laerebogen.store.run_dir import RunStore
 
@@ -106,6 +115,23 @@ class Conversation(msgspec.Struct, frozen=True):
     messages: tuple[Message, ...]
 
 
+class StepRow(msgspec.Struct, frozen=True):
+    """A provenance step as the dataset files show it: every field, so that each line has the
+    same keys (a JSON file and its Parquet twin load as the same rows)."""
+
+    stage: str
+    round: int
+    model: str
+    sampling_seed: int | None
+    shard: int | None
+    attempt: int
+    note: str
+
+    @classmethod
+    def of(cls, step: Step) -> StepRow:
+        return cls(**msgspec.structs.asdict(step))
+
+
 class AnnotatedConversation(msgspec.Struct, frozen=True):
     """One line of the dataset with its metadata; a score the record lacks is null."""
 
@@ -117,6 +143,8 @@ class AnnotatedConversation(msgspec.Struct, frozen=True):
     operation: str | None
     turns: int
     scores: dict[str, float | None]
+    # Every step that made or changed the record, with its model, sampling seed and shard.
+    steps: tuple[StepRow, ...]
     # Only in the files of a run with the grounded source: the passage a task rests on.
     passage: Passage | msgspec.UnsetType | None = msgspec.UNSET
     # Only in an annotated run's files: null where the annotation failed.
@@ -285,6 +313,7 @@ def _row(
         operation=provenance.operation,
         turns=int(scores["turns"]),
         scores={key: scores.get(key) for key in keys},
+        steps=tuple(map(StepRow.of, provenance.steps)),
         passage=provenance.passage if _grounded(config) else msgspec.UNSET,
         annotation=record.annotation if config.annotate.enabled else msgspec.UNSET,
         code_check=record.code_check if config.code_check.enabled else msgspec.UNSET,
@@ -329,6 +358,7 @@ def _parquet_schema(keys: list[str] | None, config: Config) -> Any:
             ("operation", pa.string()),
             ("turns", pa.int64()),
             ("scores", pa.struct(scores)),
+            ("steps", pa.list_(_parquet_struct(StepRow))),
         ]
         if _grounded(config):
             fields.append(("passage", _parquet_struct(Passage)))
@@ -340,10 +370,10 @@ def _parquet_schema(keys: list[str] | None, config: Config) -> Any:
 
 
 def _parquet_struct(kind: type[msgspec.Struct]) -> Any:
-    """The Parquet type of a record struct of ints and strings, field by field."""
+    """The Parquet type of a record struct of ints (or null) and strings, field by field."""
     import pyarrow as pa
 
-    kinds = {int: pa.int64(), str: pa.string()}
+    kinds = {int: pa.int64(), int | None: pa.int64(), str: pa.string()}
     return pa.struct(
         [(field.name, kinds.get(field.type, pa.string())) for field in msgspec.structs.fields(kind)]
     )

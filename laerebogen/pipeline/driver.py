@@ -264,6 +264,8 @@ class Driver:
         for index in indices:
             mine = [s for s in jobs.submissions if s.index == index]
             label = Task("", plan.step, index, 0).label
+            if plan.models and index != MERGE:  # a mixture: which model's shard failed
+                label += f" ([models.{plan.models[index]}])"
             ids = ", ".join(s.job_id for s in mine[-budget:])
             last = mine[-1]
             detail = states.get(last.job_id, JobState(False, "ended")).detail

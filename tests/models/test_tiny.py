@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
+from laerebogen.errors import ModelError
 from laerebogen.models.files import MARKER
-from laerebogen.models.tiny import MODEL_SHAPE
+from laerebogen.models.tiny import MODEL_SHAPE, build_tiny_model
 from tests.support.commands import cli
 
 
@@ -39,6 +41,21 @@ def test_the_model_has_vllm_cpu_compatible_heads(tiny_model_dir: Path) -> None:
     assert config["head_dim"] == MODEL_SHAPE["head_dim"] >= 32
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert (tiny_model_dir / "model.safetensors").is_file()
+
+
+def test_a_second_architecture_makes_a_really_different_model(
+    tiny_model_dir: Path, tiny_qwen2_dir: Path
+) -> None:
+    config = json.loads((tiny_qwen2_dir / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["head_dim"] == 32
+    weights = (tiny_qwen2_dir / "model.safetensors").read_bytes()
+    assert weights != (tiny_model_dir / "model.safetensors").read_bytes()
+
+
+def test_an_unknown_architecture_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"^unknown tiny architecture 'gpt2': use llama or qwen2$"):
+        build_tiny_model(tmp_path / "x", architecture="gpt2")  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists()
 
 
 def test_model_tiny_command_builds_once_and_then_is_a_no_op(tmp_path: Path) -> None:

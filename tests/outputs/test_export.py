@@ -158,6 +158,7 @@ def test_metadata_carries_provenance_turns_and_every_score(tmp_path: Path) -> No
         "operation",
         "turns",
         "scores",
+        "steps",
         "annotation",
     ]
     assert first["annotation"] == msgspec.to_builtins(GOOD_ANNOTATION)
@@ -169,6 +170,11 @@ def test_metadata_carries_provenance_turns_and_every_score(tmp_path: Path) -> No
         "deepen",
     )
     assert first["turns"] == 2 and lines[1]["turns"] == 1
+    # Each step with its model, sampling seed and shard: every key, on every line.
+    assert first["steps"][1] == {
+        "stage": "followups", "round": 0, "model": "tiny", "sampling_seed": 12, "shard": 1,
+        "attempt": 0, "note": "",
+    }  # fmt: skip
     # Answers: 29 + 13 words, 3 + 2 sentences, 9 + 1 long -> 42/5 + 100 * 10/42 = 32.21.
     assert first["scores"] == {
         "assistant_words": 42,

@@ -257,6 +257,21 @@ def test_a_step_without_a_model_holds_no_gpu(tmp_path: Path) -> None:
     assert gpus == {"generation-01": 2, "followups": 2, "code_check": 0, "annotate": 2}
 
 
+def test_gpu_hours_follow_each_shards_model(tmp_path: Path) -> None:
+    mixture = load_config("tiny", [
+        "slurm.gpu_job.gpus=4", "generation.max_rounds=1", "generation.first_round_prompts=40",
+        "generation.prompts_per_shard=40", "models.big={ path = 'big', tensor_parallel_size = 4 }",
+        "generation.model={ base = 0.5, big = 0.5 }",
+    ])  # fmt: skip
+    store = start_run(mixture, tmp_path / "run")
+    plan = plan_first(store, mixture)
+    assert plan is not None and sorted(plan.models) == ["base", "big"]
+    for index in range(plan.shards):
+        finish_shard(store, "generation-01", index, 1, wall_seconds=3600.0)
+    [status] = run_status(store.root)
+    assert (status.gpus_per_shard, status.gpu_hours) == (4, 5.0)  # 1 GPU-hour + 4 GPU-hours
+
+
 def test_a_run_without_steps_renders_an_empty_table(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

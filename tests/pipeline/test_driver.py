@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -22,7 +24,7 @@ from laerebogen.launch.choose import make_launcher
 from laerebogen.launch.task import MERGE, JobState
 from laerebogen.pipeline.driver import Driver, Progress
 from laerebogen.pipeline.jobs import job_runner
-from laerebogen.pipeline.plan import plan_first, read_merge, read_plan
+from laerebogen.pipeline.plan import assign_model, chain, plan_first, read_merge, read_plan
 from laerebogen.records import Example
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
@@ -43,6 +45,91 @@ from tests.support.runs import (
 )
 
 RECIPE_STEPS = ["grammar", "quality", "evolution-01", "followups", "code_check", "annotate"]
+# A 50/50 mixture of the tiny Llama and the tiny Qwen2 in base generation and the follow-ups.
+QWEN2 = (
+    "{ path = 'tiny-qwen2', dtype = 'float32', max_model_len = 2048, max_num_seqs = 32, "
+    "enforce_eager = true }"
+)
+MIXTURE = (
+    f"models.other={QWEN2}",
+    "generation.model={ base = 0.5, other = 0.5 }",
+    "followups.model={ instruct = 0.5, other = 0.5 }",
+    "grammar.enabled=false",
+    "quality.enabled=false",
+    "evolution.generations=0",
+    "generation.target=12",
+)
+DIRECTORIES = {"base": "tiny", "instruct": "tiny", "other": "tiny-qwen2"}
+
+
+def test_a_mixture_of_two_models_writes_each_record_with_its_drawn_model(
+    tmp_path: Path, tiny_model_dir: Path, tiny_qwen2_dir: Path
+) -> None:
+    config = load_config("tiny", [f"model_dir={str(tiny_model_dir.parent)!r}", *MIXTURE])
+    run = tmp_path / "run"
+    run_dataset(config, run, "debug", out=io.StringIO())
+    check_no_record_lost_or_duplicated(run)
+    store = RunStore(run)
+    drawn: Counter[str] = Counter()
+    for step in steps_of(run):
+        plan = read_plan(store, step)
+        assert plan is not None and set(plan.models) == {*config.stage_models(plan.stage)}
+        for index, model in enumerate(plan.models):
+            # A shard holds the inputs drawn for its model, and its records name that model.
+            inputs = list(store.read_inputs(step, index))
+            weights = config.stage_models(plan.stage)
+            assert {assign_model(weights, config.seed, step, r.id) for r in inputs} == {model}
+            made = {r.provenance.steps[-1].model for r in store.read_records(step, index)}
+            assert made <= {DIRECTORIES[model]}
+            drawn[model] += len(inputs)
+    # Both models in the exported provenance, in shares close to the weights.
+    exported = tmp_path / "ud.jsonl"
+    assert (
+        cli("export", "--run", str(run), "--out", str(exported), "--with-metadata").returncode == 0
+    )
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    followups = Counter(
+        step["model"] for line in lines for step in line["steps"]
+        if step["stage"] == "followups"
+    )  # fmt: skip
+    assert set(followups) == {"tiny", "tiny-qwen2"}
+    total = sum(drawn.values())
+    assert abs(drawn["other"] - total / 2) <= 3 * math.sqrt(total) / 2  # binomial, 3 sigma
+    # stats.json counts each model's work.
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["models"]["other"]["directory"] == "tiny-qwen2"
+    assert stats["models"]["other"]["total"]["shards"] == sum(
+        plan.models.count("other") for plan, _ in chain(store)
+    )
+    # The same config run again gives the same dataset.
+    again = tmp_path / "again"
+    run_dataset(config, again, "debug", out=io.StringIO())
+    assert (again / "dataset.jsonl").read_bytes() == (run / "dataset.jsonl").read_bytes()
+
+
+def test_a_model_that_fails_to_load_fails_only_its_own_shards(
+    tmp_path: Path, tiny_model_dir: Path, tiny_qwen2_dir: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_qwen2_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    overrides = [
+        f"model_dir={str(tiny_model_dir.parent)!r}", *GENERATION_ONLY,
+        "generation.first_round_prompts=6", "generation.prompts_per_shard=2",
+        f"models.broken={{ path = {str(broken)!r}, dtype = 'float32', enforce_eager = true }}",
+        "generation.model={ base = 0.5, broken = 0.5 }", "launch.max_retries=0",
+    ]  # fmt: skip
+    config = load_config("tiny", overrides)
+    run = tmp_path / "run"
+    with pytest.raises(RunFailedError) as failed:
+        run_dataset(config, run, "local", out=io.StringIO())
+    store = RunStore(run)
+    plan = read_plan(store, "generation-01")
+    assert plan is not None and set(plan.models) == {"base", "broken"}
+    for index, model in enumerate(plan.models):
+        assert store.is_done("generation-01", index) == (model == "base"), (index, model)
+        named = f"generation-01 shard {index} ([models.{model}])"
+        assert (named in str(failed.value)) == (model == "broken")
 
 
 def test_debug_executor_runs_every_stage_into_a_dataset(reference_run: Path) -> None:

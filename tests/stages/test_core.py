@@ -9,7 +9,7 @@ import pytest
 from laerebogen.config.schema import Sampling
 from laerebogen.inference.requests import CompletionRequest, Request, Result
 from laerebogen.records import Example, Rejection
-from laerebogen.stages.core import Context, Funnel, Outcome, Stage, Work, drive
+from laerebogen.stages.core import Context, Funnel, Outcome, Stage, Work, call_name, drive
 from tests.support.records import make_example
 
 SAMPLING = Sampling(max_tokens=8)
@@ -75,6 +75,14 @@ def test_drive_batches_each_round_of_calls_and_keeps_record_order() -> None:
         prompt_tokens=18,
         completion_tokens=6,
     )
+
+
+def test_a_request_is_counted_by_its_call_without_turn_or_retry() -> None:
+    assert call_name("r1/tasks", "r1") == "tasks"
+    assert call_name("r1/answer-2/1", "r1") == "answer"  # a follow-up's turn 3, try 2
+    assert call_name("r1/annotate/0", "r1") == "annotate"
+    assert call_name("g-1/x-y/evolve", "g-1/x-y") == "evolve"  # ids may hold slashes
+    assert call_name("r1/in-depth", "r1") == "in-depth"  # a name, not a turn
 
 
 def test_records_get_a_provenance_step_from_the_context() -> None:

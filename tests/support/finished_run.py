@@ -45,7 +45,10 @@ def conversation(
         messages=messages,
         provenance=Provenance(
             origin=origin,  # type: ignore[arg-type]
-            steps=(Step("generation", 1, "tiny"), Step("followups", 0, "tiny")),
+            steps=(
+                Step("generation", 1, "tiny", sampling_seed=11, shard=0),
+                Step("followups", 0, "tiny", sampling_seed=12, shard=1),
+            ),
             **provenance,  # type: ignore[arg-type]
         ),
         scores=scores or {},
