@@ -30,7 +30,7 @@ from laerebogen.outputs.report import (
     left_out_by_target,
     write_report,
 )
-from laerebogen.pipeline.plan import MergeResult, final_records, merge_file
+from laerebogen.pipeline.plan import MergeResult, final_records, merge_file, read_plan
 from laerebogen.records import Annotation, BlockCheck, Example, Message, Passage, Step
 from laerebogen.store.run_dir import RunStore
 from tests.support.finished_run import (
@@ -42,6 +42,7 @@ from tests.support.finished_run import (
     finished_run,
     read_lines,
 )
+from tests.support.records import finish_shard
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -329,6 +330,33 @@ def test_the_card_tells_this_runs_figures(tmp_path: Path) -> None:
     for name in PLOTS:
         assert f"](plots/{name}.png)" in card
         assert (tmp_path / "run" / "plots" / f"{name}.png").is_file()
+
+
+def test_the_card_shows_each_models_share_of_each_step(tmp_path: Path) -> None:
+    mixture = [
+        "models.other={ path = 'tiny-qwen2' }",
+        "followups.model={ instruct = 0.5, other = 0.5 }",
+        "followups.records_per_shard=1",
+    ]
+    store, config = finished_run(tmp_path, overrides=mixture)
+    plan = read_plan(store, "followups")
+    assert plan is not None and plan.models.count("other") == 1 and plan.shards == 4
+    for index, model in enumerate(plan.models):  # the other model fails one of its 2 tries
+        calls = {"answer": 1, "user": 2} if model == "other" else {"answer": 1, "user": 1}
+        reasons = ["empty"] if model == "other" else []
+        finish_shard(store, "followups", index, 1, reasons, completion_tokens=7, requests=calls)
+    card = publish(store, config).card.read_text(encoding="utf-8")
+    assert "| followups | answers | `tiny` 50%, `tiny-qwen2` 50% | 1.0 |" in card
+    assert (
+        "| followups | `tiny` (instruct) | 75% | 3 | 3 | answer 3 (75%), user 3 (60%) | 21 | - |"
+        in card
+    )
+    other = "| followups | `tiny-qwen2` (other) | 25% | 1 | 1 | answer 1 (25%), user 2 (40%) |"
+    assert f"{other} 7 | empty 1 |" in card
+    assert "| `tiny-qwen2` (other) | 1 | 1 | 1 | 0 | 7 | empty 1 |" in card
+    assert "made by laerebogen 0.1.0 with `tiny` and `tiny-qwen2` from" in card
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["models"]["other"]["steps"]["followups"]["rejected"] == {"empty": 1}
 
 
 def test_the_cards_thresholds_follow_the_config(tmp_path: Path) -> None:
