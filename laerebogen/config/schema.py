@@ -187,16 +187,15 @@ class Generation(_Section):
     ] = 30
     prompts_per_shard: Annotated[Positive, doc("Prompts per shard (one array task)")] = 500
     model: Annotated[ModelChoice, doc(MODEL_CHOICE_DOC)] = "base"
-
-    def __post_init__(self) -> None:
-        check_weights(self.model)
-
     constrained: Annotated[
         bool, doc("Force the numbered-list format by a regex (for a model that cannot follow it)")
     ] = False
     sampling: Annotated[Sampling, doc("Sampling of the list completions")] = Sampling(
         temperature=1.0, max_tokens=3072
     )
+
+    def __post_init__(self) -> None:
+        check_weights(self.model)
 
 
 class _InstructStage(_Section):
@@ -564,7 +563,10 @@ class Slurm(_Section):
     array_parallelism: Annotated[Positive, doc("Most tasks of one array job running at once")] = 32
     gpu_job: Annotated[
         SlurmJob,
-        doc("Resources of a shard task; its `gpus` also weigh the GPU-hours `status` reports"),
+        doc(
+            "Resources of a shard task; `gpus` is the most one may ask for: each asks for its "
+            "model's `tensor_parallel_size` (none when `gpus` is 0, a CPU cluster)"
+        ),
     ] = SlurmJob()
     cpu_job: Annotated[
         SlurmJob,
