@@ -1,10 +1,12 @@
-"""Checks of the model's answers that several stages share: refusals and unfinished calls."""
+"""Checks of the model's answers that several stages share: refusals, unfinished calls and
+messages too short to be one."""
 
 from __future__ import annotations
 
 import re
 
 from laerebogen.inference.requests import Result
+from laerebogen.stages.text import shorten
 
 # A refusal is short; a long answer that apologises once is still an answer.
 REFUSAL_MAX_WORDS = 80
@@ -25,6 +27,8 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 # The rejection reason of a call that did not end by itself.
+# A word of a written message: two letters or more (digits and punctuation are not words).
+_WORD = re.compile(r"[^\W\d_]{2,}")
 UNFINISHED = {"rejected": "prompt_too_long", "length": "truncated", "abort": "aborted"}
 
 
@@ -42,3 +46,10 @@ def unfinished(result: Result) -> tuple[str, str] | None:
     if reason is None:
         return None
     return reason, result.detail or f"finish_reason {result.finish_reason}"
+
+
+def too_few_words(message: str, least: int) -> str | None:
+    """Why ``message`` is too short to be one (fewer than ``least`` words), or None."""
+    if (words := len(_WORD.findall(message))) < least:
+        return f"{words} words in {shorten(message, 40)!r}, at least {least} needed"
+    return None

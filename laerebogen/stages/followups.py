@@ -22,7 +22,7 @@ import msgspec
 from laerebogen.config.schema import Followups
 from laerebogen.inference.requests import ChatRequest, Constraint, Request, Result
 from laerebogen.records import Example, Message, Rejection
-from laerebogen.stages.answers import refusal_phrase, unfinished
+from laerebogen.stages.answers import refusal_phrase, too_few_words, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.text import (
     bounded_text,
@@ -55,7 +55,6 @@ _USER_LABEL = re.compile(
 _ASSISTANT_LABEL = re.compile(r"\n\s*(?:\*\*)?(?:assistent(?:en)?|assistant)(?:\*\*)?\s*:", re.I)
 # A transcript's speaker label inside a message: the model wrote another speaker's turn.
 _SPEAKER_LABEL = re.compile(r"(?:^|\s)(?:Bruger|Assistent):")
-_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 class Problem(NamedTuple):
@@ -125,9 +124,8 @@ def read_followup(
             return "", Problem("invalid_followup", f"not the JSON asked for: {reason}")
         text = str(reply["besked"])
     message = clean_followup(text)
-    if (words := len(_WORD.findall(message))) < MIN_FOLLOWUP_WORDS:
-        detail = f"{words} words in {shorten(message, 40)!r}, at least {MIN_FOLLOWUP_WORDS} needed"
-        return "", Problem("empty_followup", detail)
+    if short := too_few_words(message, MIN_FOLLOWUP_WORDS):
+        return "", Problem("empty_followup", short)
     if problem := speaker_problem(message):
         return "", problem
     if len(message) > MAX_FOLLOWUP_CHARS:

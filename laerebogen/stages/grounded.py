@@ -19,7 +19,7 @@ import re
 from laerebogen.config.schema import Grounded
 from laerebogen.inference.requests import ChatRequest, Constraint, Result
 from laerebogen.records import Example, Message, Provenance, Rejection, child_id
-from laerebogen.stages.answers import unfinished
+from laerebogen.stages.answers import too_few_words, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.followups import Problem, answer_problem, clean_followup
 from laerebogen.stages.text import (
@@ -38,7 +38,6 @@ MIN_QUESTION_WORDS = 3
 VERDICTS = ("ja", "nej")
 # Words by which a closed-book question or answer points at a text the user never saw.
 _MENTIONS_TEXT = re.compile(r"\b(?:teksten|tekststykket|afsnittet|passagen|artiklen)\b", re.I)
-_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 @functools.cache
@@ -67,9 +66,8 @@ def read_question(result: Result, constrained: bool, form: str) -> tuple[str, Pr
             return "", Problem("invalid_question", f"not the JSON asked for: {reason}")
         text = str(reply["spørgsmål"])
     question = clean_followup(text.strip().split("\n", 1)[0])
-    if (words := len(_WORD.findall(question))) < MIN_QUESTION_WORDS:
-        detail = f"{words} words in {shorten(question, 40)!r}"
-        return "", Problem("invalid_question", detail)
+    if short := too_few_words(question, MIN_QUESTION_WORDS):
+        return "", Problem("invalid_question", short)
     if len(question) > MAX_QUESTION_CHARS:
         return "", Problem("invalid_question", f"{len(question)} characters")
     if form == "closed_book" and (found_text := _MENTIONS_TEXT.search(question)):

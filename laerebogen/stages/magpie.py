@@ -18,17 +18,16 @@ import re
 from laerebogen.config.schema import Magpie
 from laerebogen.inference.requests import ChatRequest, Constraint, Result, UserTurnRequest
 from laerebogen.records import Example, Message, Provenance, Rejection, record_id
-from laerebogen.stages.answers import unfinished
+from laerebogen.stages.answers import too_few_words, unfinished
 from laerebogen.stages.core import Context, Outcome, Stage, Work
 from laerebogen.stages.followups import Problem, answer_problem, speaker_problem
-from laerebogen.stages.text import bounded_text, load_prompt, render, shorten
+from laerebogen.stages.text import bounded_text, load_prompt, render
 
 # A transcript's next speaker ends the user's message (the model's own template ends it with
 # its end-of-turn token).
 USER_STOPS = ("\nAssistent:", "\nBruger:")
 # Fewer words than this (a word: two letters or more) is no task.
 MIN_MESSAGE_WORDS = 3
-_WORD = re.compile(r"[^\W\d_]{2,}")
 # Pieces of chat templates: in a message, the model wrote the template instead of a user.
 _TEMPLATE = re.compile(r"<\|?(?:im_start|im_end|start_of_turn|end_of_turn|eot_id)\|?>|<bos>")
 
@@ -45,9 +44,8 @@ def read_message(result: Result, start: str) -> tuple[str, Problem | None]:
     if found := unfinished(result):
         return "", Problem(*found)
     message = (start + result.text).strip()
-    if (words := len(_WORD.findall(message))) < MIN_MESSAGE_WORDS:
-        detail = f"{words} words in {shorten(message, 40)!r}, at least {MIN_MESSAGE_WORDS} needed"
-        return "", Problem("empty_message", detail)
+    if short := too_few_words(message, MIN_MESSAGE_WORDS):
+        return "", Problem("empty_message", short)
     if leak := _TEMPLATE.search(message):
         return "", Problem("template_leak", f"holds the chat template's {leak.group()!r}")
     if problem := speaker_problem(message):
