@@ -115,7 +115,7 @@ def test_slurm_launcher_runs_tasks_inside_the_configured_container(
     config = load_config("tiny", ["container.image='/images/lb.sif'"])
     launcher = SlurmLauncher(config, tmp_path, JobRunner())
     assert launcher.window == slurm_cluster.max_array_size
-    executor = launcher._executor("grammar", "shard")
+    executor = launcher._executor("grammar", "shard", "instruct")
     text = executor._executor._make_submission_file_text("x", "uid")  # type: ignore[attr-defined]
     assert "apptainer exec --nv --bind" in executor._executor._submitit_command_str  # type: ignore[attr-defined]
     assert "#SBATCH --job-name=lb-grammar\n" in text
