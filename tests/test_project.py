@@ -74,7 +74,7 @@ def package_imports() -> dict[str, set[str]]:
 # layer or of layers below it (README, "Layout").
 LAYERS = (
     ("laerebogen", "errors", "records", "chunking", "hashing", "log", "seeds", "config"),
-    ("store", "filtering", "models", "codecheck", "sources"),
+    ("store", "filtering", "models", "codecheck", "sources", "decontamination"),
     ("inference",),
     ("stages",),
     ("launch",),

@@ -1,0 +1,1 @@
+"""Decontamination: evaluation sets read from files, and their word n-grams found in text."""
