@@ -32,6 +32,12 @@ def _overrides(values: Sequence[str] | str | None) -> list[str]:
     return [values] if isinstance(values, str) else [str(value) for value in values]
 
 
+def _names(value: Sequence[str] | str) -> list[str]:
+    """Names given as ``a,b`` (fire may pass them as one string or as a tuple)."""
+    words = value.split(",") if isinstance(value, str) else [str(word) for word in value]
+    return [word.strip() for word in words if word.strip()]
+
+
 def _write_lines(lines: Iterable[bytes]) -> None:
     """Write JSON lines to stdout, stopping quietly when the reader (e.g. ``head``) goes away."""
     out = sys.stdout.buffer
@@ -266,6 +272,36 @@ class Cli:
         )
         print(publish_summary(published))
 
+    def decontaminate(
+        self,
+        run: str,
+        against: Sequence[str] | str,
+        *,
+        fields: Sequence[str] | str = (),
+        report_only: bool = False,
+        out: str | None = None,
+        with_metadata: bool = False,
+        parquet: bool = False,
+    ) -> None:
+        """Leave out of a finished run's dataset the conversations that share word n-grams with
+        evaluation sets (--against FILE...: JSONL, Parquet, CSV or save_to_disk folders; the
+        run's [decontamination] settings) and publish it again as export does; --fields a,b
+        reads only those fields; --report-only writes <run>/decontamination.json and changes
+        nothing else."""
+        from laerebogen.commands.decontaminate import decontaminate_run
+
+        print(
+            decontaminate_run(
+                Path(run),
+                _overrides(against),
+                _names(fields),
+                report_only=report_only,
+                out=Path(out) if out else None,
+                with_metadata=with_metadata,
+                parquet=parquet,
+            )
+        )
+
     def report(self, run: str, out: str | None = None) -> None:
         """Write a finished run's stats.json and plots/*.png (default: in the run directory)."""
         from laerebogen.outputs.report import report_summary, write_report
@@ -355,23 +391,37 @@ def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
     return [arg for arg in argv if arg != "--debug"], debug
 
 
+# Options that take several values, with what one looks like: each ``--set VALUE`` adds one,
+# and ``--against`` takes every word up to the next option.
+LISTS = {"--set": "key.path=value", "--against": "FILE..."}
+
+
 def _gather_overrides(argv: list[str]) -> list[str]:
-    """Fold every ``--set VALUE`` into one ``--set=[...]`` so fire passes all of them."""
+    """Fold every ``--set VALUE`` (and ``--against FILE...``) into one ``--set=[...]`` so fire
+    passes all of them."""
     rest: list[str] = []
-    overrides: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg == "--set":
-            value = next(args, None)
-            if value is None:
-                raise LaerebogenError("--set needs a value: --set key.path=value")
-            overrides.append(value)
-        elif arg.startswith("--set="):
-            overrides.append(arg.removeprefix("--set="))
-        else:
+    lists: dict[str, list[str]] = {}
+    position = 0
+    while position < len(argv):
+        arg = argv[position]
+        name, equals, value = arg.partition("=")
+        position += 1
+        if name not in LISTS:
             rest.append(arg)
-    if overrides:
-        rest.append(f"--set={overrides!r}")
+            continue
+        values = lists.setdefault(name, [])
+        if equals:
+            values.append(value)
+            continue
+        start = position
+        while position < len(argv) and not argv[position].startswith("--"):
+            position += 1
+            if name == "--set":
+                break
+        if position == start:
+            raise LaerebogenError(f"{name} needs a value: {name} {LISTS[name]}")
+        values += argv[start:position]
+    rest += [f"{name}={values!r}" for name, values in lists.items()]
     return rest
 
 

@@ -36,6 +36,10 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
         ["--requests", "2"],
         {"default_differing", "deterministic_differing", "slowdown"},
     ),
+    "decontamination.py": (
+        ["--conversations", "2000", "--items", "500", "--baseline", "200"],
+        {"n", "seconds", "peak_mib", "speedup", "planted_found", "near_missed", "clean_matched"},
+    ),
     "dedup.py": (["--brute", "60", "--sizes", "300"], {"identical", "speedup_60"}),
     "engine_overhead.py": (
         ["--prompts", "4", "--max-tokens", "4", "--repeats", "1"],
@@ -127,5 +131,7 @@ def test_benchmark_runs_and_reports(
     assert keys <= figures.keys(), last
     if script == "dedup.py":  # the fast dedup decides exactly as brute force does
         assert figures["identical"] == "True", last
+    if script == "decontamination.py":  # the default n finds every copy and no clean text
+        assert figures["planted_found"] == "1.00" and figures["clean_matched"] == "0", last
     if script == "deterministic.py":  # batching changes nothing in deterministic mode
         assert figures["deterministic_differing"] == "0", last

@@ -8,7 +8,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from laerebogen.cli import _gather_overrides
 from laerebogen.config.loading import load_config
+from laerebogen.errors import LaerebogenError
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.commands import cli
@@ -149,3 +153,17 @@ def test_stage_preview_prints_each_stages_first_prompt_without_a_model() -> None
     assert no_model.returncode == 2 and "code_check asks no model" in no_model.stderr
     unknown = cli("stage", "preview", "translation")
     assert unknown.returncode == 2 and "unknown stage 'translation'" in unknown.stderr
+
+
+def test_against_takes_every_file_up_to_the_next_option_and_set_one_value() -> None:
+    words = ["decontaminate", "r", "--against", "a.jsonl", "b", "--fields", "q", "--set", "x=1"]
+    assert _gather_overrides([*words, "--set=y=2", "--against=c"]) == [
+        "decontaminate", "r", "--fields", "q", "--against=['a.jsonl', 'b', 'c']",
+        "--set=['x=1', 'y=2']",
+    ]  # fmt: skip
+    assert _gather_overrides(["export", "r", "--set", "x=1", "extra"]) == [
+        "export", "r", "extra", "--set=['x=1']",
+    ]  # fmt: skip
+    for option, shape in (("--against", "FILE..."), ("--set", "key.path=value")):
+        with pytest.raises(LaerebogenError, match=f"^{option} needs a value: {option} {shape}$"):
+            _gather_overrides(["decontaminate", "r", option, "--report-only"])

@@ -100,6 +100,10 @@ RUN: dict[str, Expect] = {
     r"\.venv/bin/laerebogen check-code runs/local/dataset\.jsonl ": Expect(
         output=("code blocks:", "(sandbox: "), files=("checked.jsonl", "failing.jsonl")
     ),
+    r"\.venv/bin/laerebogen decontaminate --run runs/local --against laerebogen/data/": Expect(
+        output=("decontamination (10-grams of the user's messages)", "benchmark_sample.jsonl: 10"),
+        files=("runs/local/decontamination.json",),
+    ),
     r"\.venv/bin/laerebogen config reference$": Expect(output=("#### `[models.<name>]`",)),
     r"\.venv/bin/laerebogen seeds check( |$)": Expect(
         output=("176 tasks", "near-duplicate instructions (ROUGE-L > 0.7): none")

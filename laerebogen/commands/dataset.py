@@ -13,6 +13,7 @@ from laerebogen.commands.smoke import project, projection_summary, smoke_config,
 from laerebogen.config.schema import Config
 from laerebogen.launch.choose import make_launcher
 from laerebogen.models.prepare import ensure_models
+from laerebogen.outputs.decontaminate import check_benchmarks
 from laerebogen.outputs.publish import publish, publish_summary
 from laerebogen.pipeline.driver import drive, import_seeds
 from laerebogen.pipeline.imports import check_imports, import_sources, import_summary
@@ -51,6 +52,7 @@ def run_dataset(
     refuse_another_recipe(store, config)
     seeds = None if store.is_done(SEED_STAGE, 0) else load_seeds(config.seed_path())
     check_imports(config)
+    check_benchmarks(config)
     stages = stages_to_run(store, config)
     for stage in stages:
         build_stage(stage, config, run_dir)  # a stage that cannot be built stops the run here

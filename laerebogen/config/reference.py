@@ -34,7 +34,9 @@ def render_tables(struct: type[msgspec.Struct], path: str = "") -> str:
 def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterator[str]:
     """The section of one table, then those of its tables. ``defaults`` is the table's default
     value, if it has one: a nested table's defaults are its field's, not its class's."""
-    rows = [f"#### `[{path}]`" if path else "#### Top level", "", HEADER]
+    # A path ending in [] is a list's entries, an array of tables in TOML.
+    heading = f"[[{path[:-2]}]]" if path.endswith("[]") else f"[{path}]"
+    rows = [f"#### `{heading}`" if path else "#### Top level", "", HEADER]
     tables: dict[str, tuple[type[msgspec.Struct], Any]] = {}
     for field in msgspec.structs.fields(struct):
         key = f"{path}.{field.name}" if path else field.name
@@ -46,6 +48,11 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
             see = f"see `[{table}]`"
             shown = f"required, {see}" if field.required else f"`{_toml(default)}`, {see}"
             rows.append(_row(field.name, "`table`", shown, description))
+        elif (entry := _list_entry_table(kind)) is not None:
+            table = f"{key}[]"
+            tables[table] = (entry, None)
+            shown = f"`{_toml(default)}`, see `[[{key}]]`"
+            rows.append(_row(field.name, f"`{_type(kind, bounds)}`", shown, description))
         elif _is_table(kind):
             table = key
             tables[table] = (kind, default)
@@ -63,6 +70,15 @@ def _sections(struct: type[msgspec.Struct], path: str, defaults: Any) -> Iterato
 def _is_table(hint: Any) -> bool:
     """Whether ``hint`` is a config Struct (a TOML table)."""
     return isinstance(hint, type) and issubclass(hint, msgspec.Struct)
+
+
+def _list_entry_table(hint: Any) -> type[msgspec.Struct] | None:
+    """The config Struct a list may hold (``list[str | Table]``), or None."""
+    if get_origin(hint) is not list:
+        return None
+    (entry,) = get_args(hint)
+    options = get_args(entry) if get_origin(entry) in (Union, types.UnionType) else (entry,)
+    return next((option for option in options if _is_table(option)), None)
 
 
 def _unwrap(hint: Any, key: str) -> tuple[Any, dict[str, float], str]:
@@ -108,6 +124,8 @@ def _type(hint: Any, bounds: dict[str, float]) -> str:
         return f"{origin.__name__}[{', '.join(_type(arg, {}) for arg in args)}]"
     if hint in (bool, str):
         return hint.__name__
+    if _is_table(hint):
+        return "table"
     if hint in (int, float):
         return _bounded(hint.__name__, bounds)
     raise TypeError(f"no reference rendering for {hint!r}")

@@ -544,6 +544,65 @@ class Export(_Section):
 ANNOTATION_RULES = ("min_quality", "max_domain_share")
 
 
+class BenchmarkFile(_Section):
+    """An evaluation set to decontaminate against, with the fields to read."""
+
+    path: Annotated[
+        str, doc("JSONL, Parquet or CSV file, or a `save_to_disk` folder (`$VARS`, `~`)")
+    ]
+    name: Annotated[str, doc("Its name in the card (empty: the file name)")] = ""
+    fields: Annotated[
+        list[str], doc("Fields whose text is matched (empty: every string field)")
+    ] = []
+    id_field: Annotated[
+        str, doc("Field of an item's id in the card (a row without it: its row number)")
+    ] = "id"
+
+    def file_path(self) -> Path:
+        """The benchmark file or folder."""
+        return data_path(self.path)
+
+
+class Decontamination(_Section):
+    """Conversations that share word n-grams with evaluation sets leave the dataset."""
+
+    files: Annotated[
+        list[str | BenchmarkFile],
+        doc(
+            "Evaluation sets checked when the run exports: paths (every string field read) or "
+            "tables `{ path, name, fields, id_field }`"
+        ),
+    ] = []
+    ngram: Annotated[
+        Annotated[int, msgspec.Meta(ge=2)],
+        doc("Words per n-gram; a field of an item with at least this many words matches by them"),
+    ] = 10
+    answers: Annotated[
+        bool, doc("Match the assistant's answers too, not only the user's messages")
+    ] = False
+    short_share: Annotated[
+        Annotated[float, msgspec.Meta(gt=0.0, le=1.0)],
+        doc("Share of a shorter field's words that must occur as one run (1: the whole field)"),
+    ] = 1.0
+    min_tokens: Annotated[
+        Positive, doc("Fewest words of a field that is matched at all (shorter ones are names)")
+    ] = 5
+    common_share: Annotated[
+        Fraction,
+        doc(
+            "An n-gram in more than this share of the conversations (and more than "
+            "`common_min`) is a stock phrase and does not count"
+        ),
+    ] = 0.001
+    common_min: Annotated[
+        Positive, doc("An n-gram in this many conversations or fewer always counts")
+    ] = 10
+
+    def benchmarks(self) -> list[BenchmarkFile]:
+        """Every entry of ``files`` as a table."""
+        return [BenchmarkFile(path=e) if isinstance(e, str) else e for e in self.files]
+
+
 class SlurmJob(_Section):
     """Resources of one kind of SLURM job."""
 
@@ -650,6 +709,9 @@ class Config(_Section):
     ] = CodeCheck()
     filters: Annotated[Filters, doc("Filters of the merge jobs")] = Filters()
     export: Annotated[Export, doc("Thresholds of the filtered dataset (inclusive)")] = Export()
+    decontamination: Annotated[
+        Decontamination, doc("Evaluation sets no conversation of the dataset may overlap")
+    ] = Decontamination()
     launch: Annotated[Launch, doc("Executor, retries and polling of the driver")] = Launch()
     slurm: Annotated[Slurm, doc("Partition, account and resources of the SLURM jobs")] = Slurm()
     container: Annotated[Container, doc("Apptainer image of the SLURM tasks")] = Container()

@@ -475,6 +475,54 @@ def _code_check(stats: DatasetStats, config: Config) -> str:
     )
 
 
+def _decontamination(stats: DatasetStats) -> str:
+    """Against which evaluation sets the conversations were checked and what left the data."""
+    found = stats.decontamination
+    if found is None:
+        return (
+            "## Decontamination\n\n"
+            "Not checked against any evaluation set (the run named none in `[decontamination] "
+            "files`): items of benchmarks the models reproduced may be in the data.\n"
+        )
+    shorter = (
+        "the whole of a shorter field"
+        if found.short_share == 1
+        else f"{found.short_share:.0%} of a shorter field's words in one run"
+    )
+    rows = [
+        [
+            f"`{b.name}`",
+            b.items,
+            ", ".join(f"`{name}`" for name in b.fields) or "-",
+            b.unmatchable,
+            b.contaminated,
+            ", ".join(f"`{item.id}` ({item.conversations})" for item in b.top_items) or "-",
+        ]
+        for b in found.benchmarks
+    ]
+    header = [
+        "benchmark", "items", "fields", "items too short to match", "conversations removed",
+        "most matched items (conversations)",
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            "## Decontamination\n",
+            f"The {'messages' if found.answers else 'user messages'} of all {found.checked} "
+            "conversations were compared with the items of "
+            f"{len(found.benchmarks)} evaluation set(s) as word {found.ngram}-grams (words "
+            "lowercased, punctuation dropped, never across two messages or two fields): a "
+            f"conversation is contaminated when it shares a {found.ngram}-gram with a field of "
+            f"at least {found.ngram} words, or {shorter} of at least {found.min_tokens} words. "
+            f"An n-gram in more than {found.common_above:g} conversations is a stock phrase and "
+            f"did not count ({found.common_ngrams} such n-grams). **{found.removed}** "
+            "contaminated conversations were removed from both versions (one may match several "
+            "sets).\n",
+            _table(header, rows) + "\n",
+            "Matching finds copies, not paraphrases or translations of an item.\n",
+        ]
+    )
+
+
 def _filtered_version(stats: DatasetStats) -> str:
     """The rules of the filtered version with why each is set and what each removed."""
     reasons = filter_reasons(stats.filters)
@@ -684,6 +732,7 @@ def render_card(
         f"{stats.danish_confidence.median}, 10th percentile {stats.danish_confidence.p10}.\n",
         _plot(stats, "lix", "LIX"),
         _plot(stats, "language", "Danish confidence"),
+        _decontamination(stats),
         "## Compute\n",
         f"{total.prompt_tokens} prompt tokens and {total.completion_tokens} generated tokens "
         f"over {total.shards} shards in {len(stats.steps)} steps; shard wall time "

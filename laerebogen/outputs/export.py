@@ -11,7 +11,8 @@ conversations whose scores pass the thresholds of the config's ``[export]`` tabl
 run annotated, that are judged harmless, of at least ``min_quality`` and within
 ``max_domain_share``, and, when the run checked code, that have no code block that failed; it
 is written next to it as ``<name>.filtered.jsonl``. ``parquet=True`` adds ``<name>.parquet``
-and ``<name>.filtered.parquet`` with the same rows.
+and ``<name>.filtered.parquet`` with the same rows. Conversations a decontamination found
+contaminated (:mod:`laerebogen.outputs.decontaminate`) are in neither version.
 
 Every file, in the run directory or at an ``out`` elsewhere, is replaced atomically by the
 store's writers (a failed export leaves the previous files as they were). Export is
@@ -22,7 +23,7 @@ without timestamps).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -325,6 +326,14 @@ def _grounded(config: Config) -> bool:
     return "grounded" in config.sources.active()
 
 
+def dataset_records(
+    store: RunStore, config: Config, removed: Collection[str] = frozenset()
+) -> Iterator[Example]:
+    """The final records that make the dataset: all but the ``removed`` ids (those a
+    decontamination found contaminated)."""
+    return (record for record in final_records(store, config) if record.id not in removed)
+
+
 def _rows(
     store: RunStore,
     config: Config,
@@ -332,9 +341,10 @@ def _rows(
     keys: list[str] | None,
     *,
     filtered: bool,
+    removed: Collection[str],
 ) -> Iterator[msgspec.Struct]:
     """The lines of the complete (or filtered) version, reading the final records again."""
-    records = final_records(store, config)
+    records = dataset_records(store, config, removed)
     for record, (record_id, scores, passed) in zip(records, scored, strict=True):
         if record.id != record_id:
             raise InvariantError(f"the final records changed during the export ({record.id})")
@@ -433,8 +443,10 @@ def export(
     with_metadata: bool = False,
     parquet: bool = False,
     filters: Mapping[str, float] | None = None,
+    removed: Collection[str] = frozenset(),
 ) -> ExportResult:
-    """Write the complete and the filtered dataset of a finished run (see the module docstring).
+    """Write the complete and the filtered dataset of a finished run (see the module docstring),
+    without the ``removed`` ids (contaminated conversations leave both versions).
 
     ``out`` defaults to ``<run>/dataset.jsonl``; the other files are named after it. The final
     records are read once to score them and once per file, so memory holds the scores only.
@@ -447,7 +459,7 @@ def export(
     keys = set(SCORES)  # every conversation score is a column, even of an empty export
     ids: list[str] = []
     entries: list[Judged] = []
-    for record in final_records(store, config):
+    for record in dataset_records(store, config, removed):
         scores = export_scores(record)
         keys.update(scores)
         ids.append(record.id)
@@ -461,13 +473,13 @@ def export(
 
     encoder = msgspec.json.Encoder()
     for path, only_passing in ((complete, False), (filtered, True)):
-        rows = _rows(store, config, scored, columns, filtered=only_passing)
+        rows = _rows(store, config, scored, columns, filtered=only_passing, removed=removed)
         atomic_lines(path, map(encoder.encode, rows))
     parquet_paths = None
     if parquet:
         schema = _parquet_schema(columns, config)
         for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
-            rows = _rows(store, config, scored, columns, filtered=only_passing)
+            rows = _rows(store, config, scored, columns, filtered=only_passing, removed=removed)
             atomic_write(path, _parquet_bytes(rows, schema))
         parquet_paths = (complete_parquet, filtered_parquet)
     kept = sum(passed for _, _, passed in scored)

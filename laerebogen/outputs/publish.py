@@ -8,15 +8,27 @@ Parquet), ``stats.json`` and ``plots/``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
 
-from laerebogen.config.schema import Config
+from laerebogen.config.schema import BenchmarkFile, Config
 from laerebogen.errors import InvariantError
 from laerebogen.outputs.card import card_path, render_card
-from laerebogen.outputs.export import Conversation, ExportResult, export, export_summary
+from laerebogen.outputs.decontaminate import (
+    decontaminate,
+    decontamination_summary,
+    run_benchmarks,
+)
+from laerebogen.outputs.export import (
+    Conversation,
+    ExportResult,
+    check_finished,
+    export,
+    export_summary,
+)
 from laerebogen.outputs.report import Report, report_summary, write_report
 from laerebogen.records import Message
 from laerebogen.store.atomic import atomic_write
@@ -50,11 +62,19 @@ def publish(
     *,
     with_metadata: bool = False,
     parquet: bool = False,
+    benchmarks: Sequence[BenchmarkFile] | None = None,
 ) -> Published:
-    """Export a finished run (``out`` as in :func:`laerebogen.outputs.export.export`), then write
-    its report and card beside the export."""
-    result = export(store, config, out, with_metadata=with_metadata, parquet=parquet)
-    report = write_report(store, config, result.complete.parent)
+    """Decontaminate and export a finished run (``out`` as in
+    :func:`laerebogen.outputs.export.export`), then write its report and card beside the export.
+    ``benchmarks`` are the evaluation sets to decontaminate against (default: the run's)."""
+    check_finished(store)
+    if benchmarks is None:
+        benchmarks = run_benchmarks(store, config)
+    outcome = decontaminate(store, config, benchmarks)
+    result = export(
+        store, config, out, with_metadata=with_metadata, parquet=parquet, removed=outcome.removed
+    )
+    report = write_report(store, config, result.complete.parent, outcome)
     if (report.stats.conversations, report.stats.filtered) != (
         result.count,
         result.filtered_count,
@@ -80,6 +100,7 @@ def publish_summary(published: Published) -> str:
         [
             export_summary(published.export),
             report_summary(published.report),
+            decontamination_summary(published.report.stats.decontamination),
             f"card: {published.card}",
         ]
     )

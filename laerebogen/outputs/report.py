@@ -29,18 +29,25 @@ import msgspec
 
 from laerebogen.config.schema import Config
 from laerebogen.filtering.readability import word_count
+from laerebogen.outputs.decontaminate import (
+    DecontaminationStats,
+    Outcome,
+    decontaminate,
+    run_benchmarks,
+)
 from laerebogen.outputs.export import (
     Judged,
     annotation_rules,
     check_finished,
     code_rules,
+    dataset_records,
     export_scores,
     judge_filtered,
 )
 from laerebogen.outputs.models import ModelStats, model_stats
 from laerebogen.outputs.status import RunTotals, StepStatus, run_status, totals
 from laerebogen.pipeline.imports import ImportResult, import_file
-from laerebogen.pipeline.plan import STAGE_SOURCES, final_records, source_targets
+from laerebogen.pipeline.plan import STAGE_SOURCES, source_targets
 from laerebogen.records import CODE_FAILURES, LANGUAGE_SCORE, Annotation, CodeOutcome, Example
 from laerebogen.seeds import SEED_STAGE
 from laerebogen.stages.taxonomy import LEVELS, load_taxonomy
@@ -162,6 +169,8 @@ class DatasetStats(msgspec.Struct, frozen=True):
     danish_confidence: Distribution
     annotation: AnnotationStats | None  # None: the run did not annotate
     code_check: CodeCheckStats | None  # None: the run did not check code
+    # None: no benchmark to check against; else what each one matched and what left the dataset
+    decontamination: DecontaminationStats | None
     dedup: dict[str, int]  # the merges' duplicate rejections over the run, by reason
     steps: list[StepStatus]
     left_out_by_target: dict[str, int]  # base step -> kept records past its source's target
@@ -353,9 +362,13 @@ def code_check_stats(samples: _Samples) -> CodeCheckStats:
 
 
 def collect(
-    store: RunStore, config: Config, records: Iterable[Example]
+    store: RunStore,
+    config: Config,
+    records: Iterable[Example],
+    decontamination: DecontaminationStats | None = None,
 ) -> tuple[DatasetStats, _Samples]:
-    """The statistics of a finished run whose final records are ``records``."""
+    """The statistics of a finished run whose dataset is ``records`` (the final records left by
+    ``decontamination``)."""
     filters = config.export.thresholds()
     rules, checks = annotation_rules(config), code_rules(config)
     samples = _Samples()
@@ -399,6 +412,7 @@ def collect(
             else None
         ),
         code_check=code_check_stats(samples) if config.code_check.enabled else None,
+        decontamination=decontamination,
         dedup={reason: run_totals.merge_rejected.get(reason, 0) for reason in DEDUP_REASONS},
         steps=steps,
         left_out_by_target=left_out_by_target(steps, source_targets(config)),
@@ -615,12 +629,20 @@ class Report(msgspec.Struct, frozen=True):
     plot_paths: dict[str, Path]
 
 
-def write_report(store: RunStore, config: Config, out_dir: Path | None = None) -> Report:
+def write_report(
+    store: RunStore,
+    config: Config,
+    out_dir: Path | None = None,
+    decontamination: Outcome | None = None,
+) -> Report:
     """Write ``stats.json`` and ``plots/*.png`` of a finished run into ``out_dir`` (default:
-    the run directory)."""
+    the run directory); ``decontamination`` is the export's (None: decontaminate anew)."""
     check_finished(store)
     directory = store.root if out_dir is None else Path(out_dir)
-    stats, samples = collect(store, config, final_records(store, config))
+    if decontamination is None:
+        decontamination = decontaminate(store, config, run_benchmarks(store, config))
+    records = dataset_records(store, config, decontamination.removed)
+    stats, samples = collect(store, config, records, decontamination.stats)
     stats_path = atomic_write(
         directory / STATS_FILE, msgspec.json.format(msgspec.json.encode(stats)) + b"\n"
     )

@@ -198,3 +198,33 @@ def test_the_grounded_source_needs_a_corpus() -> None:
         load_config("gemma-27b", ["sources.shares={self_instruct = 0.8, grounded = 0.2}"])
     shipped = load_config("tiny", ["sources.shares={grounded = 1.0}"]).sources.grounded
     assert shipped.corpus_path().name == "corpus_da" and shipped.corpus_path().is_dir()
+
+
+def test_benchmark_files_are_paths_or_tables() -> None:
+    table = "{ path = 'packaged:benchmark_sample.jsonl', fields = ['spørgsmål'], name = 'Prøve' }"
+    config = load_config("tiny", [f"decontamination.files=['~/a.jsonl', {table}]"])
+    plain, table = config.decontamination.benchmarks()
+    assert plain.file_path() == Path.home() / "a.jsonl" and plain.fields == []
+    assert table.file_path().is_file() and (table.name, table.fields) == ("Prøve", ["spørgsmål"])
+    assert load_config("gemma-27b").decontamination.files == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("decontamination.ngram=1", "'decontamination.ngram': Expected int >= 2"),
+        (
+            "decontamination.files=[{ fields = ['q'] }]",
+            r"missing required key 'decontamination\.files\[0\]\.path'",
+        ),
+        (
+            "decontamination.files=[{ path = 'a', field = 'q' }]",
+            r"unknown key 'decontamination\.files\[0\]\.field'",
+        ),
+        ("decontamination.short_share=0", "'decontamination.short_share': Expected float > 0"),
+    ],
+)
+def test_a_wrong_decontamination_setting_is_one_line(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config("tiny", [override])
+    assert "\n" not in str(error.value)

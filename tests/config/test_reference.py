@@ -40,7 +40,7 @@ def is_table(kind: object) -> bool:
 
 def struct_fields(struct: type[msgspec.Struct], path: str) -> Iterator[tuple[str, str]]:
     """(table path, key) of every field reachable from ``struct``; a table of named tables
-    (models, imports) under `<name>`."""
+    (models, imports) under `<name>`, a list of tables (decontamination files) as its own."""
     for field in msgspec.structs.fields(struct):
         yield path, field.name
         kind = field.type
@@ -50,6 +50,10 @@ def struct_fields(struct: type[msgspec.Struct], path: str) -> Iterator[tuple[str
             yield from struct_fields(kind, f"{path}.{field.name}".lstrip("."))
         elif get_origin(kind) is dict and is_table(value := get_args(kind)[1]):
             yield from struct_fields(value, f"{path}.{field.name}.<name>".lstrip("."))
+        elif get_origin(kind) is list:
+            entries = [t for t in get_args(get_args(kind)[0]) if is_table(t)]
+            for entry in entries:  # an array of tables: `[[a.b]]`
+                yield from struct_fields(entry, f"{path}.{field.name}".lstrip("."))
 
 
 def test_the_readme_shows_the_generated_reference() -> None:
