@@ -12,8 +12,9 @@ Only the items' tokens get ids; every other token is id 0, which also separates 
 fields, so a window holding a 0 cannot match. A window's hash is a polynomial in its ids modulo
 2**64; the items' hashes are sorted once and the conversations' windows are looked up with
 ``searchsorted`` in batches, so a conversation costs its tokenisation and a few array passes.
-A chance collision of two different 64-bit hashes is about one in 10**7 at 200,000
-conversations and 50,000 items, and it could only add a match, never hide one.
+With hashes that behave as random 64-bit values, the chance that any window of 200,000
+conversations equals one of 50,000 items' hashes by accident is about 5 in a million, and a
+collision could only add a match, never hide one.
 
 An n-gram found in more conversations than ``max(common_min, common_share * conversations)`` is
 common, a stock phrase of the dataset (and of the benchmark's language) rather than a leaked
@@ -189,7 +190,7 @@ def _look_up(index: BenchmarkIndex, batch: list[int], starts: list[int], first: 
         positions = np.flatnonzero(valid)
         slots = np.searchsorted(entry.hashes, hashes[positions])
         slots[slots == len(entry.hashes)] = 0
-        hit = entry.hashes[slots] == hashes[positions] if len(entry.hashes) else slots < 0
+        hit = entry.hashes[slots] == hashes[positions]
         owners = np.searchsorted(beginnings, positions[hit], side="right") - 1 + first
         rows.append(np.stack([owners, np.full(len(owners), length), slots[hit]], axis=1))
     return np.concatenate(rows) if rows else np.empty((0, 3), np.int64)
