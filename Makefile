@@ -43,8 +43,9 @@ $(STAMP): pyproject.toml requirements/constraints-cpu.txt Makefile
 dataset: $(STAMP)
 	$(BIN)/laerebogen dataset --config $(CONFIG) --run $(RUN)
 
+# --durations: the slowest tests end the log, so where the suite's time goes is in every CI run.
 test: $(STAMP) lint $(if $(filter 1,$(SLURM)),cluster)
-	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) $(BIN)/python -m pytest
+	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) $(BIN)/python -m pytest --durations=30
 
 # Day-to-day: the tests that start no vLLM, build no model and need no SLURM (a few minutes).
 test-fast: $(STAMP) lint
