@@ -143,7 +143,7 @@ def decontaminate(
         for record in final_records(store, config):
             ids.append(record.id)
             if len(ids) % 50_000 == 0:
-                log(f"decontamination: {len(ids)} conversations matched")
+                log(f"decontamination: {len(ids)} conversations looked up")
             yield conversation_texts(record, settings.answers)
 
     matches = find_matches(index, texts())
