@@ -413,14 +413,15 @@ def _gather_overrides(argv: list[str]) -> list[str]:
         if equals:
             values.append(value)
             continue
-        start = position
-        while position < len(argv) and not argv[position].startswith("--"):
-            position += 1
-            if name == "--set":
-                break
-        if position == start:
+        end = position
+        while end < len(argv) and not argv[end].startswith("--"):
+            end += 1
+        if name == "--set":  # one value each
+            end = min(end, position + 1)
+        if end == position:
             raise LaerebogenError(f"{name} needs a value: {name} {LISTS[name]}")
-        values += argv[start:position]
+        values += argv[position:end]
+        position = end
     rest += [f"{name}={values!r}" for name, values in lists.items()]
     return rest
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import NamedTuple
 
 import msgspec
@@ -132,6 +133,7 @@ def decontaminate(
         for file in benchmarks
     ]
     owners = [number for number, benchmark in enumerate(read) for _ in benchmark.items]
+    firsts = list(accumulate((len(benchmark.items) for benchmark in read), initial=0))
     index = BenchmarkIndex.build((item for b in read for item in b.items), rule_of(settings))
     log(
         f"decontamination: {len(owners)} items of {len(read)} benchmark(s) hashed "
@@ -172,9 +174,9 @@ def decontaminate(
                 fields=benchmark.fields,
                 unmatchable=unmatchable[number],
                 contaminated=len(per_benchmark[number]),
-                top_items=_top_items(benchmark.items, number, owners, item_counts),
+                top_items=_top_items(benchmark.items, first, item_counts),
             )
-            for number, benchmark in enumerate(read)
+            for number, (benchmark, first) in enumerate(zip(read, firsts, strict=False))
         ],
     )
     log(
@@ -196,15 +198,11 @@ def rule_of(settings: Decontamination) -> Rule:
     )
 
 
-def _top_items(
-    items: Sequence[Item], number: int, owners: Sequence[int], counts: Counter[int]
-) -> list[MatchedItem]:
-    """The :data:`TOP_ITEMS` items of benchmark ``number`` in most conversations (ties by
-    their order in the file)."""
-    first = owners.index(number) if items else 0
-    mine = [(count, item) for item, count in counts.items() if owners[item] == number]
-    mine.sort(key=lambda entry: (-entry[0], entry[1]))
-    return [MatchedItem(items[item - first].id, count) for count, item in mine[:TOP_ITEMS]]
+def _top_items(items: Sequence[Item], first: int, counts: Counter[int]) -> list[MatchedItem]:
+    """The :data:`TOP_ITEMS` of a benchmark's ``items`` (numbered from ``first`` in the
+    index) in most conversations, ties by their order in the file."""
+    matched = [(-counts[first + k], k) for k in range(len(items)) if counts[first + k]]
+    return [MatchedItem(items[k].id, -negative) for negative, k in sorted(matched)[:TOP_ITEMS]]
 
 
 def write_decontamination_report(store: RunStore, stats: DecontaminationStats) -> str:
