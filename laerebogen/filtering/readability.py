@@ -73,7 +73,9 @@ def count_text(text: str) -> TextCounts:
     in_sentence = False  # a word since the last sentence end
     for match in _TOKEN.finditer(text):
         if match.lastgroup == "word":
-            letters = sum(char.isalpha() for char in match.group())
+            word = match.group()
+            # Most words are letters only: their length, without a character loop.
+            letters = len(word) if word.isalpha() else sum(char.isalpha() for char in word)
             if letters:
                 words += 1
                 long_words += letters > LONG_WORD_LETTERS

@@ -154,14 +154,25 @@ class AnnotatedConversation(msgspec.Struct, frozen=True):
     code_check: tuple[BlockCheck, ...] | msgspec.UnsetType | None = msgspec.UNSET
 
 
+class Verdict(NamedTuple):
+    """A conversation of the export as the filtered version judged it: its scores and the
+    rules and thresholds it fails (none: it is in the filtered version)."""
+
+    id: str
+    scores: dict[str, float]
+    failed: list[str]
+
+
 class ExportResult(NamedTuple):
-    """The files an export wrote and how many conversations each holds."""
+    """The files an export wrote, how many conversations each holds, and the verdict on each
+    conversation in the files' order."""
 
     complete: Path
     filtered: Path
     count: int
     filtered_count: int
     parquet: tuple[Path, Path] | None = None
+    verdicts: tuple[Verdict, ...] = ()
 
 
 # ---------------------------------------------------------------- scores and filters
@@ -294,6 +305,28 @@ def judge_filtered(
     return failures
 
 
+def judge_run(
+    store: RunStore,
+    config: Config,
+    removed: Collection[str] = frozenset(),
+    filters: Mapping[str, float] | None = None,
+) -> list[Verdict]:
+    """The verdict on every conversation of the dataset (all final records but the
+    ``removed``), in order; ``filters`` default to the config's thresholds. Memory holds the
+    scores only."""
+    filters = config.export.thresholds() if filters is None else filters
+    ids: list[str] = []
+    entries: list[Judged] = []
+    for record in dataset_records(store, config, removed):
+        ids.append(record.id)
+        entries.append(Judged.of(record, export_scores(record)))
+    failures = judge_filtered(entries, filters, annotation_rules(config) | code_rules(config))
+    return [
+        Verdict(record_id, dict(entry.scores), failed)
+        for record_id, entry, failed in zip(ids, entries, failures, strict=True)
+    ]
+
+
 # ---------------------------------------------------------------- rows
 
 
@@ -337,7 +370,7 @@ def dataset_records(
 def _rows(
     store: RunStore,
     config: Config,
-    scored: list[tuple[str, dict[str, float], bool]],
+    verdicts: list[Verdict],
     keys: list[str] | None,
     *,
     filtered: bool,
@@ -345,11 +378,11 @@ def _rows(
 ) -> Iterator[msgspec.Struct]:
     """The lines of the complete (or filtered) version, reading the final records again."""
     records = dataset_records(store, config, removed)
-    for record, (record_id, scores, passed) in zip(records, scored, strict=True):
-        if record.id != record_id:
+    for record, verdict in zip(records, verdicts, strict=True):
+        if record.id != verdict.id:
             raise InvariantError(f"the final records changed during the export ({record.id})")
-        if passed or not filtered:
-            yield _row(record, scores, keys, config)
+        if not (filtered and verdict.failed):
+            yield _row(record, verdict.scores, keys, config)
 
 
 def _parquet_schema(keys: list[str] | None, config: Config) -> Any:
@@ -452,38 +485,28 @@ def export(
     records are read once to score them and once per file, so memory holds the scores only.
     """
     check_finished(store)
-    filters = config.export.thresholds() if filters is None else filters
     complete, filtered, complete_parquet, filtered_parquet = output_paths(
         store.root / DATASET_FILE if out is None else Path(out)
     )
+    verdicts = judge_run(store, config, removed, filters)
     keys = set(SCORES)  # every conversation score is a column, even of an empty export
-    ids: list[str] = []
-    entries: list[Judged] = []
-    for record in dataset_records(store, config, removed):
-        scores = export_scores(record)
-        keys.update(scores)
-        ids.append(record.id)
-        entries.append(Judged.of(record, scores))
-    failures = judge_filtered(entries, filters, annotation_rules(config) | code_rules(config))
-    scored = [
-        (record_id, entry.scores, not failed)
-        for record_id, entry, failed in zip(ids, entries, failures, strict=True)
-    ]
+    for verdict in verdicts:
+        keys.update(verdict.scores)
     columns = sorted(keys) if with_metadata else None
 
     encoder = msgspec.json.Encoder()
     for path, only_passing in ((complete, False), (filtered, True)):
-        rows = _rows(store, config, scored, columns, filtered=only_passing, removed=removed)
+        rows = _rows(store, config, verdicts, columns, filtered=only_passing, removed=removed)
         atomic_lines(path, map(encoder.encode, rows))
     parquet_paths = None
     if parquet:
         schema = _parquet_schema(columns, config)
         for path, only_passing in ((complete_parquet, False), (filtered_parquet, True)):
-            rows = _rows(store, config, scored, columns, filtered=only_passing, removed=removed)
+            rows = _rows(store, config, verdicts, columns, filtered=only_passing, removed=removed)
             atomic_write(path, _parquet_bytes(rows, schema))
         parquet_paths = (complete_parquet, filtered_parquet)
-    kept = sum(passed for _, _, passed in scored)
-    return ExportResult(complete, filtered, len(scored), kept, parquet_paths)
+    kept = sum(not verdict.failed for verdict in verdicts)
+    return ExportResult(complete, filtered, len(verdicts), kept, parquet_paths, tuple(verdicts))
 
 
 def export_summary(result: ExportResult) -> str:
