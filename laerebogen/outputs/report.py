@@ -18,7 +18,6 @@ the card can say so.
 
 from __future__ import annotations
 
-import io
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ import msgspec
 
 from laerebogen.config.schema import Config
 from laerebogen.filtering.readability import word_count
+from laerebogen.outputs import figures as drawing
 from laerebogen.outputs.decontaminate import (
     DecontaminationStats,
     Outcome,
@@ -61,7 +61,6 @@ if TYPE_CHECKING:  # matplotlib is imported only to draw
 
 STATS_FILE = "stats.json"
 PLOTS_DIR = "plots"
-PLOT_DPI = 100
 DEDUP_REASONS = ("near_duplicate", "duplicate_id")
 ROLES = ("user", "assistant")
 
@@ -426,19 +425,6 @@ def collect(
 # ---------------------------------------------------------------- plots
 
 
-def _figure(columns: int = 1, width: float = 7.0, height: float = 4.0) -> tuple[Figure, list[Axes]]:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * columns, height), dpi=PLOT_DPI, layout="constrained")
-    return figure, [figure.add_subplot(1, columns, index + 1) for index in range(columns)]
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
-
-
 def _counts_on(axis: Axis) -> None:
     """Integer ticks on an axis of counts (there is no half a conversation)."""
     from matplotlib.ticker import MaxNLocator
@@ -460,7 +446,7 @@ def plot_lengths(samples: _Samples) -> Figure:
     """Words per message by role, on a log scale (answers run from one line to pages)."""
     import numpy as np
 
-    figure, (axes,) = _figure()
+    figure, (axes,) = drawing.figure()
     longest = max((max(v) for v in samples.words.values() if v), default=1)
     bins = np.unique(np.geomspace(1, max(longest, 2) + 1, 40).astype(int))
     for role, color in zip(ROLES, ("#dd8452", "#4c72b0"), strict=True):
@@ -477,7 +463,7 @@ def plot_lengths(samples: _Samples) -> Figure:
 
 def plot_turns(stats: DatasetStats) -> Figure:
     """Conversations by their number of user turns."""
-    figure, (axes,) = _figure()
+    figure, (axes,) = drawing.figure()
     _bars(axes, stats.turns, PANELS["turns"].title, "user turns")
     return figure
 
@@ -493,7 +479,7 @@ def plot_evolution(stats: DatasetStats) -> Figure:
         )
         if name not in stats.omitted
     ]
-    figure, axes = _figure(columns=len(panels), width=5.5)
+    figure, axes = drawing.figure(columns=len(panels), width=5.5)
     for chart, (title, counts, xlabel) in zip(axes, panels, strict=True):
         _bars(chart, counts, title, xlabel)
     return figure
@@ -506,7 +492,7 @@ def plot_funnel(stats: DatasetStats) -> Figure:
 
     steps = [status.step for status in stats.steps]
     height = max(3.0, 0.45 * len(steps) + 1.5)
-    figure, (axes,) = _figure(width=8.0, height=height)
+    figure, (axes,) = drawing.figure(width=8.0, height=height)
     rows = np.arange(len(steps))
     series = [
         ("in", [s.records_in for s in stats.steps], "#9aa5b1"),
@@ -531,7 +517,7 @@ def plot_funnel(stats: DatasetStats) -> Figure:
 
 def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
     """Danish confidence of the conversations, with the filtered version's threshold."""
-    figure, (axes,) = _figure()
+    figure, (axes,) = drawing.figure()
     axes.hist(samples.confidence, bins=40, range=(0.0, 1.0), color="#4c72b0")
     threshold = stats.filters.get(f"min_{LANGUAGE_SCORE}")
     if threshold is not None:
@@ -546,7 +532,7 @@ def plot_language(samples: _Samples, stats: DatasetStats) -> Figure:
 
 def plot_lix(samples: _Samples, stats: DatasetStats) -> Figure:
     """LIX of the answers, with the filtered version's bounds."""
-    figure, (axes,) = _figure()
+    figure, (axes,) = drawing.figure()
     axes.hist(samples.lix, bins=40, color="#4c72b0")
     for name in ("min_lix", "max_lix"):
         if name in stats.filters:
@@ -568,7 +554,7 @@ def plot_annotation(stats: DatasetStats) -> Figure:
         ("difficulty", annotation.difficulty, "level"),
         ("quality", annotation.quality, "level"),
     ]
-    figure, axes = _figure(columns=len(panels), width=5.5, height=4.5)
+    figure, axes = drawing.figure(columns=len(panels), width=5.5, height=4.5)
     for chart, (name, counts, xlabel) in zip(axes, panels, strict=True):
         _bars(chart, counts, PANELS[name].title, xlabel)
         labelled = name in ("domains", "task_types")  # long names; levels are digits
@@ -582,7 +568,7 @@ def plot_code(stats: DatasetStats) -> Figure:
     """Code blocks per language (most first), stacked by outcome."""
     code = stats.code_check
     assert code is not None
-    figure, (axes,) = _figure(width=8.0)
+    figure, (axes,) = drawing.figure(width=8.0)
     languages = list(code.languages)
     bottom = [0] * len(languages)
     colours = ("#55a868", "#c44e52", "#dd8452", "#8172b3", "#937860", "#9aa5b1", "#cccccc")
@@ -615,7 +601,7 @@ def figures(stats: DatasetStats, samples: _Samples) -> dict[str, Figure]:
 
 def draw(stats: DatasetStats, samples: _Samples) -> dict[str, bytes]:
     """The plots of ``stats.plots`` as PNG bytes."""
-    return {name: _png(figure) for name, figure in figures(stats, samples).items()}
+    return {name: drawing.png(figure) for name, figure in figures(stats, samples).items()}
 
 
 # ---------------------------------------------------------------- the report
