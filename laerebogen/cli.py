@@ -311,6 +311,19 @@ class Cli:
         store = RunStore(run)
         print(report_summary(write_report(store, run_config(store), Path(out) if out else None)))
 
+    def browse(self, run: str, out: str | None = None) -> None:
+        """Write a finished run's browse page, <out>/browse/index.html (default out: the run
+        directory, beside the card): its conversations with search and filters, each one's
+        lineage through the run, every rejection and a map of the tasks. Open it from the
+        file system: no server, no network."""
+        from laerebogen.outputs.browse import browse_summary, write_browse
+        from laerebogen.store.run_dir import RunStore
+        from laerebogen.store.saved_config import run_config
+
+        store = RunStore(run)
+        result = write_browse(store, run_config(store), Path(out) if out else None)
+        print(browse_summary(result))
+
     def status(self, run: str, json: bool = False) -> None:
         """Per step: shards, records, rejections, tokens, GPU-hours (cheap while running)."""
         from laerebogen.outputs.status import show_status

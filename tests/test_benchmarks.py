@@ -24,6 +24,10 @@ from tests.support.slurm_cluster import require_slurm
 BENCHMARKS = REPOSITORY / "benchmarks"
 # Small arguments of each benchmark, and the keys its RESULT line must carry.
 SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
+    "browse.py": (
+        ["--conversations", "400"],
+        {"conversations", "seconds", "export_seconds", "ratio_to_export", "peak_mib", "data_mib"},
+    ),
     "code_check.py": (
         ["--snippets", "40", "--baseline", "10"],
         {"minutes_10000", "sandbox_vs_plain", "isolation", "ok"},
@@ -72,6 +76,10 @@ SMALL_RUNS: dict[str, tuple[list[str], set[str]]] = {
     "stage_overhead.py": (
         ["--shards", "20", "--keep-cluster"],
         {"stage_overhead_s", "plan_20_s", "submit_20_s", "sbatch_baseline_s", "ok"},
+    ),
+    "task_map.py": (
+        ["--points", "300", "--texts", "3000", "--check", "2000"],
+        {"points", "seconds", "seconds_sampled", "peak_mib", "same_across_threads"},
     ),
 }
 RESULT_LINE = re.compile(r"RESULT(?: [a-z0-9_]+=\S+)+")
@@ -133,5 +141,7 @@ def test_benchmark_runs_and_reports(
         assert figures["identical"] == "True", last
     if script == "decontamination.py":  # the default n finds every copy and no clean text
         assert figures["planted_found"] == "1.00" and figures["clean_matched"] == "0", last
+    if script == "task_map.py":  # the map is the same whatever the number of threads
+        assert figures["same_across_threads"] == "True", last
     if script == "deterministic.py":  # batching changes nothing in deterministic mode
         assert figures["deterministic_differing"] == "0", last

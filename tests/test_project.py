@@ -145,6 +145,7 @@ ALLOWED_WRITES = {
     ("laerebogen/launch/local_worker.py", "fdopen"): "the report pipe to the launcher",
     ("laerebogen/commands/doctor.py", "mkdir"): "doctor's check that the run dir is writable",
     ("laerebogen/outputs/report.py", "unlink"): "a stale plot of an earlier report",
+    ("laerebogen/outputs/publish.py", "unlink"): "the stale map of an earlier export",
     ("laerebogen/cli.py", "open"): "/dev/null as stdout once its reader went away",
     ("laerebogen/codecheck/harness.py", "fdopen"): "the result pipe to the sandbox's parent",
     ("laerebogen/codecheck/harness.py", "open"): "/dev/null as the checked code's stdio",

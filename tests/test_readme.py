@@ -97,6 +97,10 @@ RUN: dict[str, Expect] = {
     r"\.venv/bin/laerebogen report --run runs/local$": Expect(
         output=("stats: runs/local/stats.json",), files=("runs/local/plots/funnel.png",)
     ),
+    r"\.venv/bin/laerebogen browse --run runs/local$": Expect(
+        output=("-> runs/local/browse/index.html",),
+        files=("runs/local/browse/index.html", "runs/local/browse/data/meta.js"),
+    ),
     r"\.venv/bin/laerebogen check-code runs/local/dataset\.jsonl ": Expect(
         output=("code blocks:", "(sandbox: "), files=("checked.jsonl", "failing.jsonl")
     ),

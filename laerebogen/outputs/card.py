@@ -22,10 +22,12 @@ from laerebogen import __version__
 from laerebogen.config.schema import ANNOTATION_RULES, Config, Sampling
 from laerebogen.filtering.heuristics import MAX_WORDS, MIN_INSTRUCTION_WORDS
 from laerebogen.filtering.language import ALONE_LETTERS, MIN_WORDS, WINDOW
+from laerebogen.outputs.browse import BROWSE_DIR, MapPicture
 from laerebogen.outputs.export import ANNOTATION_REASONS, CODE_REASONS, filter_reasons
 from laerebogen.outputs.models import ModelWork
 from laerebogen.outputs.report import OUTCOMES, PANELS, DatasetStats
 from laerebogen.outputs.status import StepStatus
+from laerebogen.outputs.task_map import METHOD
 from laerebogen.pipeline.plan import later_steps, source_targets
 from laerebogen.records import HARMLESS, Message
 
@@ -653,9 +655,11 @@ def render_card(
     complete: str,
     filtered: str,
     example: Sequence[Message],
+    task_map: tuple[str, MapPicture] | None = None,
 ) -> str:
     """The card's Markdown, for a card next to ``stats.json``: ``complete``/``filtered`` are
-    the data files' names, ``example`` is the conversation shown."""
+    the data files' names, ``example`` is the conversation shown, ``task_map`` the map's
+    picture (path, what it shows), None when there is none."""
     gemma = made_with_gemma(config)
     models = sorted({model.directory for model in stats.models.values()})
     total = stats.total
@@ -685,6 +689,7 @@ def render_card(
         )
         + "\n",
         _plot(stats, "lengths", "Words per message"),
+        _task_map(task_map, stats.seed),
         "## How it was made\n",
         _how_it_was_made(stats, config),
         "After every step a merge job screens the records again and removes near-duplicates: "
@@ -764,6 +769,32 @@ def render_card(
         + "The seed tasks and laerebogen are Apache-2.0.\n",
     ]
     return "\n".join(section for section in sections if section)
+
+
+def _task_map(task_map: tuple[str, MapPicture] | None, seed: int) -> str:
+    """The map of the tasks and how it was made; the browse page beside the card."""
+    browse = (
+        f"`{BROWSE_DIR}/index.html` beside this card is a page to browse the data: open it from "
+        "the file system (no server, no network) to search and filter the conversations, read "
+        "each one's lineage through the run (the seed tasks of its prompt, every step's change "
+        "as a word diff, with the model and sampling seed) and every rejection with its reason.\n"
+    )
+    if task_map is None:
+        return f"## Browsing the data\n\n{browse}"
+    path, picture = task_map
+    shown = len(picture.labels)
+    sample = (
+        f"{shown} of the {picture.task_map.total} instructions, a uniform sample"
+        if picture.task_map.sampled
+        else f"all {shown} instructions"
+    )
+    return (
+        "## Map of the tasks\n\n"
+        f"![Map of the tasks]({path})\n\n"
+        f"Each point is an instruction ({sample}), coloured by {picture.colour_by}: "
+        f"{METHOD} (run seed {seed}). Nearby points are tasks with similar words; the axes "
+        "mean nothing.\n\n" + browse
+    )
 
 
 def card_path(dataset: Path) -> Path:

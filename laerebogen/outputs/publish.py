@@ -3,7 +3,7 @@
 What ``laerebogen export`` and the end of ``laerebogen dataset`` write, all in the directory of
 the export (the run directory by default), so that directory is a dataset repository as the
 Hugging Face Hub expects it: ``README.md`` (the card), the complete and filtered JSONL (and
-Parquet), ``stats.json`` and ``plots/``.
+Parquet), ``stats.json``, ``plots/`` (the map of the tasks among them) and ``browse/``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import msgspec
 
 from laerebogen.config.schema import BenchmarkFile, Config
 from laerebogen.errors import InvariantError
+from laerebogen.outputs.browse import BrowseResult, browse_summary, write_browse
 from laerebogen.outputs.card import card_path, render_card
 from laerebogen.outputs.decontaminate import (
     decontaminate,
@@ -29,10 +30,15 @@ from laerebogen.outputs.export import (
     export,
     export_summary,
 )
-from laerebogen.outputs.report import Report, report_summary, write_report
+from laerebogen.outputs.report import PLOTS_DIR, Report, report_summary, write_report
+from laerebogen.outputs.task_map import draw_map
 from laerebogen.records import Message
 from laerebogen.store.atomic import atomic_write
 from laerebogen.store.run_dir import RunStore
+
+# The card's picture of the map of the tasks, beside the report's plots.
+MAP_PLOT = f"{PLOTS_DIR}/map.png"
+MAP_TITLE = "The tasks of the dataset"
 
 
 class Published(NamedTuple):
@@ -40,6 +46,7 @@ class Published(NamedTuple):
 
     export: ExportResult
     report: Report
+    browse: BrowseResult
     card: Path
 
 
@@ -65,8 +72,9 @@ def publish(
     benchmarks: Sequence[BenchmarkFile] | None = None,
 ) -> Published:
     """Decontaminate and export a finished run (``out`` as in
-    :func:`laerebogen.outputs.export.export`), then write its report and card beside the export.
-    ``benchmarks`` are the evaluation sets to decontaminate against (default: the run's)."""
+    :func:`laerebogen.outputs.export.export`), then write its report, browse page, map and card
+    beside the export. ``benchmarks`` are the evaluation sets to decontaminate against
+    (default: the run's)."""
     check_finished(store)
     if benchmarks is None:
         benchmarks = run_benchmarks(store, config)
@@ -80,6 +88,17 @@ def publish(
         result.filtered_count,
     ):
         raise InvariantError("the report and the export count different conversations")
+    directory = result.complete.parent
+    browse = write_browse(
+        store, config, directory, decontamination=outcome, verdicts=result.verdicts
+    )
+    task_map = None
+    if browse.map is not None:
+        picture = draw_map(browse.map.task_map, browse.map.labels, MAP_TITLE)
+        atomic_write(directory / MAP_PLOT, picture)
+        task_map = (MAP_PLOT, browse.map)
+    else:  # no conversations: no map, and none of an earlier export
+        (directory / MAP_PLOT).unlink(missing_ok=True)
     card = render_card(
         report.stats,
         config,
@@ -89,9 +108,10 @@ def publish(
         example=first_conversation(
             *((result.filtered,) if config.annotate.enabled else (result.filtered, result.complete))
         ),
+        task_map=task_map,
     )
     path = atomic_write(card_path(result.complete), card.encode("utf-8"))
-    return Published(result, report, path)
+    return Published(result, report, browse, path)
 
 
 def publish_summary(published: Published) -> str:
@@ -101,6 +121,7 @@ def publish_summary(published: Published) -> str:
             export_summary(published.export),
             report_summary(published.report),
             decontamination_summary(published.report.stats.decontamination),
+            browse_summary(published.browse),
             f"card: {published.card}",
         ]
     )

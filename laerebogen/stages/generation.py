@@ -39,6 +39,8 @@ SEPARATOR = "###"
 NO_INPUT = "<intet input>"
 FIELDS = ("Instruktion", "Input", "Output")
 SLOT_STAGE = "prompt-slot"
+# A generated record's step note names the prompt slot it came from: ``slot <id>``.
+SLOT_NOTE = "slot "
 # Field lengths in characters under constrained decoding: about 40 and 100 Danish words.
 INSTRUCTION_CHARS = 300
 TEXT_CHARS = 700
@@ -255,7 +257,7 @@ class GenerationStage(Stage):
             header=self.header,
         )
         provenance = Provenance(
-            origin="self-instruct", steps=(context.step(self.name, seed, f"slot {slot.id}"),)
+            origin="self-instruct", steps=(context.step(self.name, seed, f"{SLOT_NOTE}{slot.id}"),)
         )
 
         def example(task: Task) -> Example:

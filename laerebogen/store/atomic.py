@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -41,6 +42,49 @@ def atomic_lines(path: Path, lines: Iterable[bytes]) -> Path:
             handle.write(line)
             handle.write(b"\n")
     return path
+
+
+class Folder:
+    """A folder being built by :func:`atomic_directory`: nobody reads it yet, so its files are
+    written plainly."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, relative: str, data: bytes) -> Path:
+        """Write the file ``relative`` (making its folders); returns its path."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Folder]:
+    """A fresh folder whose content replaces the folder ``path`` when the block ends, so that
+    a reader sees the old folder or the new one whole (or, between two renames, none), never
+    a mix of both or a file that an older build with more files left behind. On an error
+    ``path`` stays as it was.
+
+    For folders of many files derived from a run (the browse page): the files are not synced
+    one by one, only the folders; after a crash, build the folder again.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    for leftover in (building, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    building.mkdir()
+    try:
+        yield Folder(building)
+        _fsync_directory(building)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(building, path)
+        _fsync_directory(path.parent)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -423,10 +423,14 @@ def test_publish_outside_the_run_keeps_everything_together(tmp_path: Path) -> No
     assert published.card == out.parent / "README.md"
     names = sorted(path.name for path in out.parent.iterdir())
     assert names == [
-        "README.md", "laerebogen.filtered.jsonl", "laerebogen.jsonl", "plots", "stats.json",
+        "README.md", "browse", "laerebogen.filtered.jsonl", "laerebogen.jsonl", "plots",
+        "stats.json",
     ]  # fmt: skip
+    assert (out.parent / "plots" / "map.png").is_file()
+    assert (out.parent / "browse" / "index.html").is_file()
     assert "path: laerebogen.filtered.jsonl" in published.card.read_text(encoding="utf-8")
     assert not (tmp_path / "run" / "README.md").exists()
+    assert not (tmp_path / "run" / "browse").exists()
 
 
 def test_the_driver_ends_by_printing_dataset_card_and_plots(tmp_path: Path) -> None:
