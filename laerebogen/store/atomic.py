@@ -77,7 +77,8 @@ def atomic_directory(path: Path) -> Iterator[Folder]:
     building.mkdir()
     try:
         yield Folder(building)
-        _fsync_directory(building)
+        for directory in (building, *(p for p in building.rglob("*") if p.is_dir())):
+            _fsync_directory(directory)
         if path.exists():
             os.replace(path, old)
         os.replace(building, path)

@@ -169,6 +169,24 @@ def test_a_new_page_replaces_the_old_folder_whole(page: tuple[RunStore, Path]) -
     assert sorted(path.name for path in folder.parent.glob(".browse*")) == []
 
 
+def test_a_failed_build_leaves_the_old_page_as_it_was(
+    page: tuple[RunStore, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, folder = page
+    before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("the map failed")
+
+    monkeypatch.setattr(browse, "layout", broken)
+    monkeypatch.setattr(browse, "CONV_CHUNK", 1)  # a build in place would leave conv-0001.js
+    with pytest.raises(RuntimeError, match="the map failed"):
+        write_browse(store, run_config(store), log=lambda _: None)
+    after = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert after == before
+    assert sorted(path.name for path in folder.parent.glob(".browse*")) == []
+
+
 def test_publish_writes_the_page_and_the_map_into_the_card(tmp_path: Path) -> None:
     store, config = lineage_run(tmp_path)
     published = publish(store, config)
