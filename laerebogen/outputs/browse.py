@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +36,7 @@ from laerebogen.config.schema import Config
 from laerebogen.errors import InvariantError
 from laerebogen.log import Log, stderr_line
 from laerebogen.outputs.decontaminate import Outcome, decontaminate, run_benchmarks
-from laerebogen.outputs.export import Verdict, check_finished, dataset_records, judge_run
+from laerebogen.outputs.export import Verdict, check_finished, judge_run
 from laerebogen.outputs.lineage import Event, Lineage
 from laerebogen.outputs.task_map import TaskMap, layout
 from laerebogen.pipeline.plan import chain, final_records, import_step
@@ -265,7 +264,7 @@ class _Table:
         self.sources, self.operations, self.domains, self.reasons = (_Codes() for _ in range(4))
         self.rows: list[tuple[str, str, str]] = []
         self.conversations: list[Conversation] = []
-        self.count = 0
+        self.instructions: list[str] = []  # the map's texts
         self.filtered = 0
 
     def add(self, record: Example, verdict: Verdict, lineage: list[Event]) -> None:
@@ -294,7 +293,7 @@ class _Table:
         ):
             self.columns[name].append(value)
         first = record.first_user_message()
-        self.count += 1
+        self.instructions.append(record.instruction)
         self.rows.append((record.id, first[:FIRST_CHARS], user_text(messages)))
         self.conversations.append(
             Conversation(
@@ -317,7 +316,7 @@ class _Table:
 
     def _flush(self, *, final: bool) -> None:
         """Write the rows and conversation files that are full (all, at the end)."""
-        count = self.count
+        count = len(self.instructions)
         if self.rows and (final or count % ROWS_CHUNK == 0):
             start = count - len(self.rows)
             ids, firsts, users = (list(column) for column in zip(*self.rows, strict=True))
@@ -333,9 +332,6 @@ class _Table:
 
     def finish(self) -> Table:
         self._flush(final=True)
-        return self.table()
-
-    def table(self) -> Table:
         return Table(**self.columns)
 
     def facets(self) -> Facets:
@@ -350,9 +346,10 @@ def _write_conversations(
     config: Config,
     verdicts: Sequence[Verdict],
     removed: Collection[str],
-) -> tuple[_Table, list[Example]]:
+) -> tuple[_Table, Table, list[Example]]:
     """The table, rows and conversation files of the dataset's conversations (in the order of
-    ``verdicts``); returns the table and the final records decontamination removed."""
+    ``verdicts``); returns what filled them, the table's columns and the final records
+    decontamination removed."""
     lineage = Lineage(store, config)
     table = _Table(files)
     contaminated: list[Example] = []
@@ -367,8 +364,9 @@ def _write_conversations(
         table.add(record, verdict, lineage.events(record))
     if next(conversations, None) is not None:
         raise InvariantError("the final records changed while browsing (fewer records)")
-    files.write("table", table.finish())
-    return table, contaminated
+    columns = table.finish()
+    files.write("table", columns)
+    return table, columns, contaminated
 
 
 def map_colours(table: Table, facets: Facets) -> tuple[str, list[str]]:
@@ -501,46 +499,41 @@ def write_browse(
     if decontamination is None:
         decontamination = decontaminate(store, config, run_benchmarks(store, config), log=log)
     removed = decontamination.removed
-    instructions = [record.instruction for record in dataset_records(store, config, removed)]
-    log(f"browse: laying out the map of {len(instructions)} instructions, meanwhile the rest")
-    # t-SNE's gradient runs outside the GIL, on one thread: the other core writes the page.
-    with ThreadPoolExecutor(1) as pool:
-        laid_out = pool.submit(layout, instructions, config.seed)
-        if verdicts is None:
-            verdicts = judge_run(store, config, removed)
-        if len(verdicts) != len(instructions):
-            raise InvariantError("the final records changed while browsing")
-        folder = (store.root if out is None else Path(out)) / BROWSE_DIR
-        with atomic_directory(folder) as building:
-            copy_page(building)
-            files = _DataFiles(building)
-            table, contaminated = _write_conversations(files, store, config, verdicts, removed)
-            facets = table.facets()
-            rejected_steps: list[RejectedStep] = []
-            for step, stage, rejections in _rejected_steps(store, config, contaminated):
-                first = sum(len(done.chunks) for done in rejected_steps)
-                rejected_steps.append(_write_rejections(files, step, stage, rejections, first))
-            total = sum(step.count for step in rejected_steps)
-            task_map = laid_out.result()
-            map_info, picture = (
-                _write_map(files, table.table(), facets, instructions, task_map)
-                if len(task_map.rows)
-                else (None, None)
-            )
-            meta = Meta(
-                title=store.root.resolve().name,
-                conversations=len(verdicts),
-                filtered=table.filtered,
-                removed=len(contaminated),
-                rows_chunk=ROWS_CHUNK,
-                conv_chunk=CONV_CHUNK,
-                facets=facets,
-                annotated=config.annotate.enabled,
-                map=map_info,
-                rejections=RejectionsInfo(total, REJECTS_CHUNK, rejected_steps),
-                steps=_steps(store),
-            )
-            files.write("meta", meta)
+    if verdicts is None:
+        verdicts = judge_run(store, config, removed)
+    log(f"browse: writing {len(verdicts)} conversations with their lineage")
+    folder = (store.root if out is None else Path(out)) / BROWSE_DIR
+    with atomic_directory(folder) as building:
+        copy_page(building)
+        files = _DataFiles(building)
+        table, columns, contaminated = _write_conversations(files, store, config, verdicts, removed)
+        facets = table.facets()
+        rejected_steps: list[RejectedStep] = []
+        for step, stage, rejections in _rejected_steps(store, config, contaminated):
+            first = sum(len(done.chunks) for done in rejected_steps)
+            rejected_steps.append(_write_rejections(files, step, stage, rejections, first))
+        total = sum(step.count for step in rejected_steps)
+        log(f"browse: laying out the map of {len(table.instructions)} instructions")
+        task_map = layout(table.instructions, config.seed)
+        map_info, picture = (
+            _write_map(files, columns, facets, table.instructions, task_map)
+            if len(task_map.rows)
+            else (None, None)
+        )
+        meta = Meta(
+            title=store.root.resolve().name,
+            conversations=len(verdicts),
+            filtered=table.filtered,
+            removed=len(contaminated),
+            rows_chunk=ROWS_CHUNK,
+            conv_chunk=CONV_CHUNK,
+            facets=facets,
+            annotated=config.annotate.enabled,
+            map=map_info,
+            rejections=RejectionsInfo(total, REJECTS_CHUNK, rejected_steps),
+            steps=_steps(store),
+        )
+        files.write("meta", meta)
     seconds = time.monotonic() - started
     return BrowseResult(folder / PAGE_FILES[0], len(verdicts), total, picture, files.count, seconds)
 
