@@ -33,11 +33,12 @@ from laerebogen.config.loading import load_config
 from laerebogen.outputs.browse import write_browse
 from laerebogen.outputs.export import export
 from laerebogen.pipeline.driver import import_seeds
-from laerebogen.pipeline.plan import MergeResult, StepPlan, merge_file, plan_first, plan_next
+from laerebogen.pipeline.plan import plan_first
 from laerebogen.records import Annotation, Example, Message, Provenance, Step, child_id, record_id
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.browser import chromium
+from tests.support.finished_run import merge_step
 
 GENERATIONS = 3
 TURNS = 4
@@ -55,19 +56,6 @@ class Words:
     def text(self, count: int) -> str:
         words = self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
         return " ".join(words).capitalize() + "."
-
-
-def merged(store: RunStore, config: object, plan: StepPlan, records: list[Example]) -> StepPlan:
-    """Write ``plan``'s merged set and result; the next step's plan."""
-    with store.open_merged(plan.step) as writer:
-        for start in range(0, len(records), 10_000):
-            chunk = records[start : start + 10_000]
-            writer.write_chunk(chunk, [], consumed=[record.id for record in chunk])
-        writer.finish()
-    following = plan_next(store, config, plan)  # type: ignore[arg-type]
-    result = MergeResult(plan.step, len(records), len(records), {}, following and following.step, 1)
-    store.write_state(merge_file(plan.step), result)
-    return following  # type: ignore[return-value]
 
 
 def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
@@ -101,7 +89,7 @@ def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
         )
         for n in range(base_count)
     ]
-    plan = merged(store, config, plan, base)
+    plan = merge_step(store, config, plan, base)
     grammar = [
         msgspec.structs.replace(r, instruction=r.instruction + " Kort.").with_step(
             step("grammar", n, "corrected")
@@ -110,14 +98,14 @@ def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
         else r.with_step(step("grammar", n, "unchanged"))
         for n, r in enumerate(base)
     ]
-    plan = merged(store, config, plan, grammar)
+    plan = merge_step(store, config, plan, grammar)
     quality = [
         msgspec.structs.replace(r, output=words.text(90)).with_step(step("quality", n, "improved"))
         if n % 10 == 1
         else r.with_step(step("quality", n, "good"))
         for n, r in enumerate(grammar)
     ]
-    plan = merged(store, config, plan, quality)
+    plan = merge_step(store, config, plan, quality)
     pool, parents = list(quality), quality
     for generation in range(1, GENERATIONS + 1):
         children = []
@@ -140,7 +128,7 @@ def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
                     ),
                 )
             )
-        plan = merged(store, config, plan, children)
+        plan = merge_step(store, config, plan, children)
         pool += children
         parents = children
     followups = []
@@ -151,7 +139,7 @@ def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
             record, messages=(*record.conversation(), *extra), scores={"danish_confidence": 0.9}
         )
         followups.append(longer.with_step(step("followups", n, f"turns={TURNS - 1}/{TURNS - 1}")))
-    plan = merged(store, config, plan, followups)
+    plan = merge_step(store, config, plan, followups)
     annotated = [
         msgspec.structs.replace(
             r,
@@ -159,7 +147,7 @@ def build_run(root: Path, conversations: int) -> tuple[RunStore, object]:
         ).with_step(step("annotate", n))
         for n, r in enumerate(followups)
     ]
-    merged(store, config, plan, annotated)
+    merge_step(store, config, plan, annotated)
     return store, config
 
 

@@ -21,9 +21,17 @@ from laerebogen.pipeline.plan import (
     merge_file,
     plan_first,
     plan_next,
-    read_plan,
 )
-from laerebogen.records import Annotation, BlockCheck, Example, Message, Provenance, Step, record_id
+from laerebogen.records import (
+    Annotation,
+    BlockCheck,
+    Example,
+    Message,
+    Provenance,
+    Rejection,
+    Step,
+    record_id,
+)
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
 from tests.support.records import make_example
@@ -145,11 +153,7 @@ def finished_run(
     base = [make_example(index) for index in range(4)]
     while base_round is not None and base_round.stage in BASE_STAGES:
         kept = base if base_round.round == 1 and base_round.step == first_step(store) else []
-        following = plan_next(store, config, write_merged(store, base_round.step, kept))
-        next_step = following.step if following else None
-        result = MergeResult(base_round.step, len(kept), len(kept), {}, next_step, 0.1)
-        store.write_state(merge_file(base_round.step), result)
-        base_round = following
+        base_round = merge_step(store, config, base_round, kept)
     followups = base_round
     assert followups is not None and followups.step == "followups"
     records = final_conversations() if records is None else list(records)
@@ -165,24 +169,44 @@ def finished_run(
                 msgspec.structs.replace(record, **{field: result})
                 for record, result in zip(records, judged[step.stage], strict=True)
             ]
-        write_merged(store, step.step, records)
-        following = plan_next(store, config, step)
-        result = MergeResult(
-            step.step, inputs, len(records), {}, following.step if following else None, 0.1
-        )
-        store.write_state(merge_file(step.step), result)
-        step, inputs = following, len(records)
+        step, inputs = merge_step(store, config, step, records, records_in=inputs), len(records)
     return store, config
 
 
-def write_merged(store: RunStore, step: str, records: Sequence[Example]) -> StepPlan:
-    """The merged set of ``step`` as its merge job would write it; returns the step's plan."""
+MERGE_CHUNK = 10_000  # records per chunk of a merged set, as large runs write them
+
+
+def write_merged(
+    store: RunStore, step: str, records: Sequence[Example], rejections: Sequence[Rejection] = ()
+) -> None:
+    """The merged set of ``step`` as its merge job would write it (rejections in the first
+    chunk)."""
     with store.open_merged(step) as writer:
-        writer.write_chunk(records, [], consumed=[record.id for record in records])
+        for start in range(0, max(len(records), 1), MERGE_CHUNK):
+            chunk = records[start : start + MERGE_CHUNK]
+            writer.write_chunk(chunk, [] if start else rejections, [r.id for r in chunk])
         writer.finish()
-    plan = read_plan(store, step)
-    assert plan is not None
-    return plan
+
+
+def merge_step(
+    store: RunStore,
+    config: Config,
+    plan: StepPlan,
+    records: Sequence[Example],
+    rejections: Sequence[Rejection] = (),
+    *,
+    records_in: int | None = None,
+) -> StepPlan | None:
+    """Finish ``plan`` as its merge job would, keeping ``records`` and rejecting
+    ``rejections`` (``records_in`` default: both together); returns the next step's plan."""
+    write_merged(store, plan.step, records, rejections)
+    following = plan_next(store, config, plan)
+    if records_in is None:
+        records_in = len(records) + len(rejections)
+    next_step = following.step if following else None
+    result = MergeResult(plan.step, records_in, len(records), {}, next_step, 0.1)
+    store.write_state(merge_file(plan.step), result)
+    return following
 
 
 def read_lines(path: Path) -> list[dict]:

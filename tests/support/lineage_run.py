@@ -5,7 +5,6 @@ tests read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -13,7 +12,7 @@ import msgspec
 from laerebogen.config.loading import load_config
 from laerebogen.config.schema import Config
 from laerebogen.pipeline.driver import import_seeds
-from laerebogen.pipeline.plan import MergeResult, StepPlan, merge_file, plan_first, plan_next
+from laerebogen.pipeline.plan import plan_first
 from laerebogen.records import (
     Annotation,
     Example,
@@ -27,6 +26,7 @@ from laerebogen.records import (
 from laerebogen.stages.generation import SLOT_NOTE
 from laerebogen.store.run_dir import RunStore
 from laerebogen.store.saved_config import start_run
+from tests.support.finished_run import merge_step
 
 OVERRIDES = [
     "generation.max_rounds=1",
@@ -54,25 +54,6 @@ EVOLVED_ANSWER = "Brug glutenfrit mel: det binder dejen uden hvede."
 FOLLOWUP = ("Kan man fryse den?", "Ja, kagen kan fryses i op til tre måneder.")
 ANNOTATION = Annotation("madlavning", "opskrift", 2, 4, "Klar og korrekt.", "nej")
 REJECTED = "Skriv en opskrift på æblekage!"  # a near-duplicate of the first base record
-
-
-def _merged(
-    store: RunStore,
-    plan: StepPlan,
-    config: Config,
-    records: Sequence[Example],
-    rejections: Sequence[Rejection] = (),
-) -> StepPlan | None:
-    """Write ``plan``'s merged set and merge result; returns the next step's plan."""
-    with store.open_merged(plan.step) as writer:
-        writer.write_chunk(records, rejections, consumed=[record.id for record in records])
-        writer.finish()
-    following = plan_next(store, config, plan)
-    next_step = following.step if following else None
-    kept = len(records)
-    result = MergeResult(plan.step, kept + len(rejections), kept, {}, next_step, 0.1)
-    store.write_state(merge_file(plan.step), result)
-    return following
 
 
 def _step(stage: str, seed: int, note: str = "", round: int = 0, shard: int = 0) -> Step:
@@ -109,21 +90,21 @@ def lineage_run(tmp_path: Path, name: str = "run") -> tuple[RunStore, Config]:
         writer.write_chunk([], [Rejection("no_tasks", SLOT, "no numbered task", raw="???")])
         writer.finish()
     duplicate = Rejection("near_duplicate", near.id, f"ROUGE-L 0.86 with {base[0].id}", near)
-    plan = _merged(store, plan, config, base, [duplicate])
+    plan = merge_step(store, config, plan, base, [duplicate])
     assert plan is not None and plan.step == "grammar"
     grammar = [
         _changed(base[0], _step("grammar", 201, "corrected"), instruction=CORRECTED),
         base[1].with_step(_step("grammar", 202, "unchanged")),
         base[2].with_step(_step("grammar", 203, "unchanged")),
     ]
-    plan = _merged(store, plan, config, grammar)
+    plan = merge_step(store, config, plan, grammar)
     assert plan is not None and plan.step == "quality"
     quality = [
         grammar[0].with_step(_step("quality", 301, "good")),
         _changed(grammar[1], _step("quality", 302, "improved: too short"), output=IMPROVED),
         grammar[2].with_step(_step("quality", 303, "good")),
     ]
-    plan = _merged(store, plan, config, quality)
+    plan = merge_step(store, config, plan, quality)
     assert plan is not None and plan.step == "evolution-01"
     parent = quality[0]
     evolved = Example(
@@ -139,7 +120,7 @@ def lineage_run(tmp_path: Path, name: str = "run") -> tuple[RunStore, Config]:
         ),
     )
     failed = Rejection("not_harder", quality[2].id, "the judge found nothing new", quality[2])
-    plan = _merged(store, plan, config, [evolved], [failed])
+    plan = merge_step(store, config, plan, [evolved], [failed])
     assert plan is not None and plan.step == "followups"
     conversations = [
         msgspec.structs.replace(
@@ -153,9 +134,9 @@ def lineage_run(tmp_path: Path, name: str = "run") -> tuple[RunStore, Config]:
         ).with_step(_step("followups", 500 + number, "turns=1/1"))
         for number, record in enumerate([evolved, *quality])
     ]
-    plan = _merged(store, plan, config, conversations)
+    plan = merge_step(store, config, plan, conversations)
     assert plan is not None and plan.step == "annotate"
     annotated = [msgspec.structs.replace(c, annotation=ANNOTATION) for c in conversations]
     annotated = [c.with_step(_step("annotate", 600)) for c in annotated]
-    assert _merged(store, plan, config, annotated) is None
+    assert merge_step(store, config, plan, annotated) is None
     return store, config
